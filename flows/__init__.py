@@ -1,0 +1,1 @@
+"""Bytewax dataflows: windowed aggregation and anomaly detection. Not built yet."""

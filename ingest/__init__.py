@@ -1,0 +1,1 @@
+"""MQTT -> Kafka ingesters (issue: MQTT ingester). Not built yet."""

@@ -1,0 +1,232 @@
+"""Validated, frozen settings from ``IOTPIPE_*`` environment variables.
+
+Each component has its own model and prefix (``IOTPIPE_MQTT_``,
+``IOTPIPE_KAFKA_``, ``IOTPIPE_INFLUX_``, ``IOTPIPE_VALIDATION_``, and plain
+``IOTPIPE_`` for the core). An optional dotenv-style config file supplies the
+same variables; the environment wins over the file. Any problem, including an
+unknown ``IOTPIPE_`` variable (usually a typo), becomes a ``ConfigError``
+naming the variable, so a bad deployment fails at start-up, not at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from iotpipe.errors import ConfigError
+
+ENV_PREFIX = "IOTPIPE_"
+CONFIG_FILE_VAR = "IOTPIPE_CONFIG_FILE"
+
+
+def _component(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore", case_sensitive=False)
+
+
+class CoreSettings(BaseSettings):
+    """Where state lives and which sensor catalogue to use."""
+
+    model_config = _component(ENV_PREFIX)
+
+    state_dir: Path = Field(
+        Path(".iotpipe"), description="Data, logs, pid files and downloaded services."
+    )
+    sensors_file: Path | None = Field(
+        None, description="Sensor-type catalogue (YAML); default: the packaged one."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class MqttSettings(BaseSettings):
+    """Connection to the MQTT broker the devices publish to."""
+
+    model_config = _component(f"{ENV_PREFIX}MQTT_")
+
+    url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://host:port or mqtts://")
+    username: str | None = None
+    password: SecretStr | None = None
+    protocol: Literal["5", "3.1.1"] = "5"
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_insecure: bool = Field(False, description="Skip server certificate hostname check.")
+    client_id_prefix: str = "iotpipe"
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    qos: int = Field(1, ge=0, le=2)
+    shared_group: str = Field("iotpipe-ingest", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
+            raise ValueError("must look like mqtt://host:port or mqtts://host:port")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from exc
+        return url
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+class KafkaSettings(BaseSettings):
+    """Kafka connection, security pass-through and topic layout."""
+
+    model_config = _component(f"{ENV_PREFIX}KAFKA_")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Extra librdkafka options as a JSON object, passed to every client.",
+    )
+    topic_prefix: str = Field("", pattern=r"^[A-Za-z0-9._-]{0,100}$")
+    partitions: int = Field(4, ge=1, le=10_000)
+    replication_factor: int = Field(1, ge=1, le=15)
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by producers, consumers and admin clients."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = str(self.ssl_ca_location)
+        conf.update(self.options)
+        return conf
+
+
+class InfluxSettings(BaseSettings):
+    """InfluxDB v2 HTTP API endpoint and credentials."""
+
+    model_config = _component(f"{ENV_PREFIX}INFLUX_")
+
+    url: str = "http://127.0.0.1:8086"
+    token: SecretStr = SecretStr("iotpipe-dev-token")
+    org: str = "iotpipe"
+    bucket: str = "iot"
+    timeout_ms: int = Field(10_000, ge=100, le=600_000)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must look like http://host:port")
+        return url
+
+
+class ValidationSettings(BaseSettings):
+    """Bounds applied to every incoming reading at the edge."""
+
+    model_config = _component(f"{ENV_PREFIX}VALIDATION_")
+
+    max_past_s: int = Field(30 * 86_400, ge=1, description="Oldest event time accepted.")
+    max_future_s: int = Field(300, ge=0, description="Clock skew tolerated into the future.")
+    max_payload_bytes: int = Field(256 * 1024, ge=64)
+    max_batch_items: int = Field(10_000, ge=1)
+
+
+class Settings(BaseModel):
+    """Every component's settings, validated together."""
+
+    model_config = ConfigDict(frozen=True)
+
+    core: CoreSettings
+    mqtt: MqttSettings
+    kafka: KafkaSettings
+    influx: InfluxSettings
+    validation: ValidationSettings
+
+
+_COMPONENTS: dict[str, type[BaseSettings]] = {
+    "core": CoreSettings,
+    "mqtt": MqttSettings,
+    "kafka": KafkaSettings,
+    "influx": InfluxSettings,
+    "validation": ValidationSettings,
+}
+
+
+def known_variables() -> dict[str, tuple[type[BaseSettings], str]]:
+    """Every settable ``IOTPIPE_*`` variable, mapped to (model, field)."""
+    names: dict[str, tuple[type[BaseSettings], str]] = {CONFIG_FILE_VAR: (CoreSettings, "")}
+    for model in _COMPONENTS.values():
+        prefix = model.model_config.get("env_prefix", "")
+        for field in model.model_fields:
+            names[f"{prefix}{field}".upper()] = (model, field)
+    return names
+
+
+def _reject_unknown(source: Mapping[str, object], where: str) -> None:
+    known = known_variables()
+    for name in source:
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known:
+            hint = difflib.get_close_matches(upper, list(known), n=1)
+            suggestion = f" (did you mean {hint[0]}?)" if hint else ""
+            raise ConfigError(f"{name}: unknown setting in {where}{suggestion}")
+
+
+def load_settings(config_file: Path | str | None = None) -> Settings:
+    """Build the settings from the environment and an optional dotenv file.
+
+    ``config_file`` defaults to ``$IOTPIPE_CONFIG_FILE``. Raises ``ConfigError``
+    naming the first offending variable.
+    """
+    _reject_unknown(os.environ, "the environment")
+    path = config_file or os.environ.get(CONFIG_FILE_VAR)
+    env_file: Path | None = None
+    if path:
+        env_file = Path(path)
+        if not env_file.is_file():
+            raise ConfigError(f"{CONFIG_FILE_VAR}: config file {env_file} does not exist")
+        _reject_unknown(dotenv_values(env_file), str(env_file))
+    built = {key: _build(model, env_file) for key, model in _COMPONENTS.items()}
+    return Settings.model_validate(built)
+
+
+def _build(model: type[BaseSettings], env_file: Path | None) -> BaseSettings:
+    prefix = str(model.model_config.get("env_prefix", "")).upper()
+    try:
+        return model(_env_file=env_file)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        raise ConfigError(f"{prefix}{field.upper()}: {err['msg']}") from exc
+    except SettingsError as exc:
+        # pydantic-settings names the field only in the text: 'field "options"'.
+        match = re.search(r'field "([a-z_]+)"', str(exc))
+        field = match.group(1).upper() if match else "?"
+        raise ConfigError(f"{prefix}{field}: not valid JSON") from exc

@@ -1,0 +1,73 @@
+"""Bring the whole local stack up or down in dependency order."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from iotpipe.catalogue import load_catalogue
+from iotpipe.errors import ConfigError
+from iotpipe.kafka_admin import ensure_topics
+from iotpipe.settings import Settings
+from iotpipe.stack.base import Service, Status
+from iotpipe.stack.influxdb import InfluxDB
+from iotpipe.stack.kafka import Kafka
+from iotpipe.stack.mosquitto import Mosquitto
+from iotpipe.topics import KafkaTopics
+
+
+class Stack:
+    """The services named by the settings, addressed by name."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        state = settings.core.state_dir.expanduser().resolve()
+        kafka_host, kafka_port = _first_bootstrap(settings.kafka.bootstrap_servers)
+        influx = urlsplit(settings.influx.url)
+        self.services: dict[str, Service] = {
+            "mosquitto": Mosquitto(state, settings.mqtt.host, settings.mqtt.port),
+            "kafka": Kafka(state, kafka_host, kafka_port),
+            "influxdb": InfluxDB(
+                state, influx.hostname or "127.0.0.1", influx.port or 8086, settings.influx
+            ),
+        }
+
+    def select(self, names: list[str] | None) -> list[Service]:
+        if not names:
+            return list(self.services.values())
+        unknown = [n for n in names if n not in self.services]
+        if unknown:
+            raise ConfigError(f"unknown service(s) {unknown}; choose from {list(self.services)}")
+        return [self.services[n] for n in self.services if n in names]
+
+    def up(self, names: list[str] | None = None) -> list[Status]:
+        """Start what is not running, then create the pipeline's Kafka topics."""
+        statuses = []
+        for service in self.select(names):
+            statuses.append(service.up())
+            if service.name == "kafka":
+                self.create_topics()
+        return statuses
+
+    def create_topics(self) -> list[str]:
+        catalogue = load_catalogue(self.settings.core.sensors_file)
+        topics = KafkaTopics(self.settings.kafka.topic_prefix)
+        return ensure_topics(self.settings.kafka, topics.all_topics(catalogue.names))
+
+    def down(self, names: list[str] | None = None) -> dict[str, bool]:
+        """Stop in reverse order; value says whether we stopped a process."""
+        return {s.name: s.down() for s in reversed(self.select(names))}
+
+    def status(self, names: list[str] | None = None) -> list[Status]:
+        return [s.status() for s in self.select(names)]
+
+
+def _first_bootstrap(servers: str) -> tuple[str, int]:
+    first = servers.split(",", maxsplit=1)[0].strip()
+    if "://" in first:
+        first = first.split("://", 1)[1]
+    host, _, port = first.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(
+            f"IOTPIPE_KAFKA_BOOTSTRAP_SERVERS: {servers!r} is not host:port[,host:port]"
+        )
+    return host, int(port)

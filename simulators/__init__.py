@@ -1,0 +1,1 @@
+"""Device fleet simulator and replay of recorded series. Not built yet."""

@@ -1,0 +1,1 @@
+"""InfluxDB writer, alert emitters and dead-letter writer. Not built yet."""
