@@ -26,8 +26,10 @@ command -v gcc >/dev/null || missing+=(gcc)
 [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v go >/dev/null || { echo "build.sh: go not found" >&2; exit 1; }
 command -v cargo >/dev/null || { echo "build.sh: cargo (rustup) not found" >&2; exit 1; }
@@ -68,3 +70,9 @@ go build -tags sqlite_foreign_keys,sqlite_json \
   -o "$OUT/influxd.tmp" ./cmd/influxd
 mv "$OUT/influxd.tmp" "$OUT/influxd"
 echo "built $OUT/influxd ($VERSION)"
+# The build caches (Go modules, Go build cache, cargo, libflux target: ~2.9 GB)
+# are only needed to build again; keep them with INFLUXDB_KEEP_BUILD=1.
+if [ "${INFLUXDB_KEEP_BUILD:-0}" != 1 ]; then
+  chmod -R u+w "$STATE" 2>/dev/null || true
+  rm -rf "$STATE"
+fi

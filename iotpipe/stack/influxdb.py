@@ -50,17 +50,17 @@ class InfluxDB(Service):
             raise StackError(f"building influxd failed ({done.returncode}):\n{output}")
 
     def command(self) -> list[str]:
+        data = self.home / "data"
         return [
             str(self.binary),
-            f"--bolt-path={self.home / 'data' / 'influxd.bolt'}",
-            f"--engine-path={self.home / 'data' / 'engine'}",
-            f"--sqlite-path={self.home / 'data' / 'influxd.sqlite'}",
+            f"--bolt-path={data / 'influxd.bolt'}",
+            f"--engine-path={data / 'engine'}",
+            f"--sqlite-path={data / 'influxd.sqlite'}",
             f"--http-bind-address={self.host}:{self.port}",
-            "--reporting-disabled",
-            "--ui-disabled",
-            "--pprof-disabled",
-            "--log-level=warn",
         ]
+
+    def environment(self) -> dict[str, str]:
+        return {"INFLUXD_CONFIG_PATH": str(DEPLOY / "config.toml")}
 
     def probe(self) -> str:
         health = self._request("GET", "/health")
