@@ -13,17 +13,27 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import msgspec
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ingest.dlq import DlqFilter, inspect, make_fixup, parse_moment, read_dead_letters, replay
+from ingest.runner import run_ingester
 from iotpipe import __version__
 from iotpipe.catalogue import load_catalogue
 from iotpipe.codec import ReadingDecoder, encode
 from iotpipe.errors import IotpipeError
 from iotpipe.kafka_admin import broker_metadata
-from iotpipe.settings import CONFIG_FILE_VAR, Settings, known_variables, load_settings
+from iotpipe.settings import (
+    CONFIG_FILE_VAR,
+    IngestSettings,
+    Settings,
+    known_variables,
+    load_settings,
+    render_sample_env,
+)
 from iotpipe.stack import Stack, Status
 from iotpipe.topics import TopicError, parse_mqtt_reading_topic
 
@@ -34,6 +44,8 @@ config_app = typer.Typer(help="Inspect the settings.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
+dlq_app = typer.Typer(help="Inspect and replay dead-lettered input.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -80,6 +92,146 @@ def _print_statuses(statuses: list[Status], as_json: bool) -> None:
             s.name, f"[{colours[s.state]}]{s.state}[/]", s.address, str(s.pid or ""), s.detail
         )
     console.print(table)
+
+
+@app.command()
+@friendly
+def ingest(
+    instance: Annotated[
+        str | None,
+        typer.Option(
+            "--instance",
+            "-i",
+            envvar="IOTPIPE_INGEST_INSTANCE",
+            help="Names this ingester's persistent MQTT session; unique per process.",
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(envvar="IOTPIPE_INGEST_METRICS_PORT", help="Prometheus port; 0 = off."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """MQTT -> Kafka ingester: validate, route by sensor type, dead-letter bad input."""
+    settings = _settings(config)
+    overrides = {
+        k: v
+        for k, v in {"instance": instance, "metrics_port": metrics_port}.items()
+        if v is not None
+    }
+    if overrides:
+        ingest_settings = IngestSettings.model_validate(
+            {**settings.ingest.model_dump(), **overrides}
+        )
+        settings = settings.model_copy(update={"ingest": ingest_settings})
+    _setup_logging(settings)
+    stats = run_ingester(settings)
+    console.print(stats.summary())
+
+
+ReasonOption = Annotated[str | None, typer.Option(help="Only this rejection reason.")]
+DeviceOption = Annotated[str | None, typer.Option(help="Only this device id.")]
+SinceOption = Annotated[
+    str | None, typer.Option(help="Received at or after: ISO-8601, epoch ms, or 30m/2h/7d ago.")
+]
+UntilOption = Annotated[str | None, typer.Option(help="Received at or before (same forms).")]
+
+
+def _dlq_filter(
+    reason: str | None, device: str | None, since: str | None, until: str | None
+) -> DlqFilter:
+    return DlqFilter(
+        reason=reason,
+        device=device,
+        since_ms=parse_moment(since) if since else None,
+        until_ms=parse_moment(until) if until else None,
+    )
+
+
+@dlq_app.command("inspect")
+@friendly
+def dlq_inspect(
+    reason: ReasonOption = None,
+    device: DeviceOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    samples: Annotated[int, typer.Option(help="Sample payloads shown per reason.")] = 3,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Counts of refused items by reason, with sample payloads."""
+    settings = _settings(config)
+    filt = _dlq_filter(reason, device, since, until)
+    result = inspect(read_dead_letters(settings), filt, samples)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "records": result.records,
+                    "items_by_reason": dict(result.items_by_reason),
+                    "samples": {
+                        k: [msgspec.to_builtins(r) for r in v] for k, v in result.samples.items()
+                    },
+                }
+            )
+        )
+        return
+    table = Table("reason", "items")
+    for name, count in result.items_by_reason.most_common():
+        table.add_row(name, f"{count:,}")
+    console.print(f"{result.records:,} dead-lettered messages match")
+    console.print(table)
+    for name, records in result.samples.items():
+        for r in records:
+            console.print(
+                f"[bold]{name}[/] {r.mqtt_topic} {r.detail}\n  {r.payload[:200]}",
+                highlight=False,
+                markup=False,
+            )
+
+
+@dlq_app.command("replay")
+@friendly
+def dlq_replay(
+    reason: ReasonOption = None,
+    device: DeviceOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Fix-up: set a field in every item, e.g. --set unit=celsius."),
+    ] = None,
+    rename_type: Annotated[
+        list[str] | None, typer.Option(help="Fix-up: rename a sensor type, e.g. temp=temperature.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Decode and count, write nothing.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Decode refused items again (after optional fix-ups); produce those that now pass."""
+    settings = _settings(config)
+    catalogue = load_catalogue(settings.core.sensors_file)
+    report = replay(
+        settings,
+        catalogue,
+        read_dead_letters(settings),
+        _dlq_filter(reason, device, since, until),
+        fixup=make_fixup(set_ or [], rename_type or []),
+        dry_run=dry_run,
+    )
+    verb = "would replay" if dry_run else "replayed"
+    console.print(
+        f"{report.records:,} messages: {verb} {report.replayed:,} readings; "
+        f"still refused: {dict(report.still_refused) or 'none'}"
+    )
+
+
+def _setup_logging(settings: Settings) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=settings.core.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 @app.command()
@@ -169,6 +321,12 @@ def topics_list(config: ConfigOption = None, as_json: JsonOption = False) -> Non
 def config_show(config: ConfigOption = None) -> None:
     """Print the effective settings as JSON (secrets masked)."""
     print(_settings(config).model_dump_json(indent=2))
+
+
+@config_app.command("sample")
+def config_sample() -> None:
+    """Print a commented sample config file with every setting and its default."""
+    print(render_sample_env(), end="")
 
 
 @config_app.command("variables")

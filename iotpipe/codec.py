@@ -107,7 +107,7 @@ class ReadingDecoder:
         self._bounds = bounds or ValidationSettings()
         self._clock = clock
 
-    def decode(self, payload: bytes, topic: TopicContext | None = None) -> DecodeResult:
+    def decode(self, payload: bytes | bytearray, topic: TopicContext | None = None) -> DecodeResult:
         """Decode one MQTT payload (an object or a JSON array of objects)."""
         result = DecodeResult()
         ctx = topic or TopicContext()
@@ -197,7 +197,7 @@ class ReadingDecoder:
             now_ms + self._bounds.max_future_s * 1000,
         )
 
-    def _decode_slowly(self, payload: bytes, ctx: TopicContext) -> DecodeResult:
+    def _decode_slowly(self, payload: bytes | bytearray, ctx: TopicContext) -> DecodeResult:
         """The typed decode failed: find out exactly why, item by item."""
         result = DecodeResult()
         try:

@@ -62,8 +62,21 @@ class Alert(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     state: AlertState = "raised"
 
 
+class ItemRejection(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Why one item of a gateway batch (or the whole payload) was refused."""
+
+    reason: str
+    detail: str
+    index: int | None = None
+
+
 class IngestDeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Input the ingester refused, with enough to inspect and replay it."""
+    """One MQTT message the ingester refused, wholly or in part.
+
+    ``reason``/``detail`` repeat the first rejection for quick filtering;
+    ``rejections`` lists every refused item (``index`` into a JSON array), so a
+    replay re-submits exactly those items and not the ones already accepted.
+    """
 
     reason: str
     detail: str
@@ -71,7 +84,7 @@ class IngestDeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
     payload: str
     payload_encoding: Literal["text", "base64"] = "text"
     received_at: int
-    index: int | None = None
+    rejections: list[ItemRejection] = msgspec.field(default_factory=list)
 
 
 def alert_id(device_id: str, sensor_type: str, detector: str, ts: int) -> str:

@@ -11,6 +11,7 @@ naming the variable, so a bad deployment fails at start-up, not at 3 a.m.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -62,7 +63,15 @@ class MqttSettings(BaseSettings):
     client_id_prefix: str = "iotpipe"
     keepalive_s: int = Field(30, ge=5, le=3600)
     qos: int = Field(1, ge=0, le=2)
-    shared_group: str = Field("iotpipe-ingest", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    shared_group: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_.-]{0,64}$",
+        description=(
+            "Set a group name to run several ingesters on one shared subscription; empty"
+            " (default) = one ingester on a plain subscription, which Mosquitto 2.0.11"
+            " keeps across broker restarts (shared ones it does not)."
+        ),
+    )
 
     @field_validator("url")
     @classmethod
@@ -158,6 +167,37 @@ class ValidationSettings(BaseSettings):
     max_batch_items: int = Field(10_000, ge=1)
 
 
+class IngestSettings(BaseSettings):
+    """The MQTT -> Kafka ingester: session, flow control, producer tuning."""
+
+    model_config = _component(f"{ENV_PREFIX}INGEST_")
+
+    instance: str = Field(
+        "1",
+        pattern=r"^[A-Za-z0-9_.-]{1,32}$",
+        description="Names this ingester's persistent MQTT session; unique per process.",
+    )
+    max_inflight: int = Field(
+        10_000,
+        ge=1,
+        le=65_535,
+        description="MQTT v5 Receive Maximum: unacknowledged messages held at once.",
+    )
+    session_expiry_s: int = Field(
+        86_400, ge=0, description="How long the broker keeps our session while we are away."
+    )
+    linger_ms: int = Field(10, ge=0, le=1000, description="Kafka producer batching delay.")
+    batch_size: int = Field(1_000_000, ge=1024, description="Kafka producer batch bytes.")
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    queue_max_messages: int = Field(
+        1_000_000, ge=1000, description="Readings buffered in the producer while Kafka is slow."
+    )
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9108, ge=0, le=65_535, description="Prometheus endpoint; 0 = off.")
+    log_interval_s: float = Field(10.0, ge=0, description="One-line summary period; 0 = off.")
+    reconnect_max_s: int = Field(30, ge=1, description="Longest wait between MQTT reconnects.")
+
+
 class Settings(BaseModel):
     """Every component's settings, validated together."""
 
@@ -168,6 +208,7 @@ class Settings(BaseModel):
     kafka: KafkaSettings
     influx: InfluxSettings
     validation: ValidationSettings
+    ingest: IngestSettings
 
 
 _COMPONENTS: dict[str, type[BaseSettings]] = {
@@ -176,6 +217,7 @@ _COMPONENTS: dict[str, type[BaseSettings]] = {
     "kafka": KafkaSettings,
     "influx": InfluxSettings,
     "validation": ValidationSettings,
+    "ingest": IngestSettings,
 }
 
 
@@ -230,3 +272,37 @@ def _build(model: type[BaseSettings], env_file: Path | None) -> BaseSettings:
         match = re.search(r'field "([a-z_]+)"', str(exc))
         field = match.group(1).upper() if match else "?"
         raise ConfigError(f"{prefix}{field}: not valid JSON") from exc
+
+
+def render_sample_env() -> str:
+    """The commented sample config (``deploy/iotpipe.env.sample``), from the models."""
+    lines = [
+        "# Every iotpipe setting, with its default. Copy to iotpipe.env, uncomment what you",
+        "# change, and point IOTPIPE_CONFIG_FILE (or `iotpipe --config`) at it. Variables in",
+        "# the environment win over this file. Regenerate: iotpipe config sample > this file.",
+        "",
+        "# Optional dotenv file with more IOTPIPE_* settings (this file's format).",
+        f"# {CONFIG_FILE_VAR}=",
+    ]
+    for key, model in _COMPONENTS.items():
+        doc = (model.__doc__ or "").strip().splitlines()[0]
+        lines += ["", f"# --- {key}: {doc}"]
+        prefix = str(model.model_config.get("env_prefix", "")).upper()
+        for name, field in model.model_fields.items():
+            if field.description:
+                lines.append(f"# {field.description}")
+            default = field.get_default(call_default_factory=True)
+            lines.append(f"# {prefix}{name.upper()}={_env_value(default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from iotpipe.errors import ConfigError
-from iotpipe.settings import known_variables, load_settings
+from iotpipe.settings import known_variables, load_settings, render_sample_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,6 +115,9 @@ def test_config_file_errors(tmp_path: Path) -> None:
 
 def test_sample_env_file_lists_every_setting_and_loads(tmp_path: Path) -> None:
     sample = (REPO / "deploy" / "iotpipe.env.sample").read_text()
+    assert sample == render_sample_env(), (
+        "regenerate: iotpipe config sample > deploy/iotpipe.env.sample"
+    )
     listed = re.findall(r"^# (IOTPIPE_[A-Z0-9_]+)=(.*)$", sample, re.M)
     assert {name for name, _ in listed} == set(known_variables())
     # Uncommented, the sample's values are the defaults and must load to them.

@@ -1,0 +1,145 @@
+"""The ingester's MQTT side: a persistent, shared, manually acknowledged session.
+
+- Shared subscription (``$share/<group>/sensors/#``): several ingesters split
+  the load. Mosquitto 2.0.11 (Debian 12) does not restore shared subscriptions
+  after a broker restart, so readings published between a restart and our
+  re-subscribe are dropped by the broker; with an empty group the ingester
+  uses a plain subscription, which the broker keeps across restarts.
+- Persistent session (clean start off, session expiry): the broker keeps
+  queuing while we are away, and redelivers what we had not acknowledged.
+- Manual acks: a message is acknowledged only when the caller says so, after
+  Kafka has confirmed it. We subscribe at QoS 1, so QoS 2 publishers are
+  delivered to us at QoS 1 (paho would otherwise complete the QoS 2 handshake
+  before we have written to Kafka).
+- Reconnects by itself with backoff, and re-subscribes on every connect.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from iotpipe.errors import ConnectorError
+from iotpipe.settings import IngestSettings, MqttSettings
+from iotpipe.topics import mqtt_subscription
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[mqtt.MQTTMessage], None]
+
+
+def build_client(
+    mqtt_settings: MqttSettings, client_id: str, *, manual_ack: bool = False
+) -> mqtt.Client:
+    """A paho client with the protocol, TLS and credentials from the settings."""
+    protocol = mqtt.MQTTv5 if mqtt_settings.protocol == "5" else mqtt.MQTTv311
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=protocol,
+        clean_session=None if protocol == mqtt.MQTTv5 else False,
+        manual_ack=manual_ack,
+    )
+    if mqtt_settings.username:
+        password = mqtt_settings.password.get_secret_value() if mqtt_settings.password else None
+        client.username_pw_set(mqtt_settings.username, password)
+    if mqtt_settings.tls:
+        client.tls_set(
+            ca_certs=str(mqtt_settings.tls_ca_file) if mqtt_settings.tls_ca_file else None,
+            certfile=str(mqtt_settings.tls_cert_file) if mqtt_settings.tls_cert_file else None,
+            keyfile=str(mqtt_settings.tls_key_file) if mqtt_settings.tls_key_file else None,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+        client.tls_insecure_set(mqtt_settings.tls_insecure)
+    return client
+
+
+class MqttSession:
+    """Receives readings from the broker; the caller acknowledges each message."""
+
+    def __init__(
+        self, mqtt_settings: MqttSettings, ingest: IngestSettings, on_message: MessageHandler
+    ) -> None:
+        self.settings = mqtt_settings
+        self.ingest = ingest
+        self.client_id = f"{mqtt_settings.client_id_prefix}-ingest-{ingest.instance}"
+        self.subscription = mqtt_subscription(mqtt_settings.shared_group or None)
+        self.connected = threading.Event()
+        self.connects = 0
+        self._v5 = mqtt_settings.protocol == "5"
+        self._handler = on_message
+        self._client = build_client(mqtt_settings, self.client_id, manual_ack=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._client.reconnect_delay_set(min_delay=1, max_delay=ingest.reconnect_max_s)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Connect (retrying in the background); return once subscribed (SUBACK)."""
+        kwargs: dict[str, Any] = {"keepalive": self.settings.keepalive_s}
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = self.ingest.session_expiry_s
+            props.ReceiveMaximum = self.ingest.max_inflight
+            kwargs.update(clean_start=False, properties=props)
+        try:
+            self._client.connect_async(self.settings.host, self.settings.port, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise ConnectorError(f"MQTT {self.settings.url}: {exc}", retryable=True) from exc
+        self._client.loop_start()
+        if not self.connected.wait(timeout):
+            self.stop()
+            raise ConnectorError(
+                f"MQTT {self.settings.url}: no connection within {timeout:.0f}s", retryable=True
+            )
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a message; safe from any thread. Lost acks mean redelivery."""
+        if qos:
+            rc = self._client.ack(mid, qos)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                log.debug("ack of mid %s not sent (%s); the broker will redeliver", mid, rc)
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("MQTT connect refused: %s", reason)
+            return
+        self.connects += 1
+        # Subscribe on every connect: harmless with a resumed session, and
+        # required if the broker lost it (restart without persistence).
+        client.subscribe(self.subscription, qos=1)
+        log.info("MQTT connected as %s, subscribing to %s", self.client_id, self.subscription)
+
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: list[ReasonCode], _p: Any
+    ) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("MQTT subscription to %s refused: %s", self.subscription, reasons)
+            return
+        self.connected.set()
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        self.connected.clear()
+        if reason.is_failure:
+            log.warning("MQTT connection lost (%s); reconnecting", reason)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._handler(message)

@@ -1,0 +1,147 @@
+"""Helpers shared by integration tests that drive pipeline stages end to end."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+
+import paho.mqtt.client as mqtt
+from confluent_kafka import Consumer, TopicPartition
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from iotpipe.settings import KafkaSettings, MqttSettings, Settings
+
+
+class Publisher:
+    """A QoS 1 device-side publisher that survives broker restarts (paho resends)."""
+
+    def __init__(self, settings: MqttSettings, client_id: str, qos: int = 1) -> None:
+        self.qos = qos
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+        )
+        self.client.max_inflight_messages_set(200)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(min_delay=0.2, max_delay=2)
+        self.connected = threading.Event()
+        self.client.on_connect = lambda *_a: self.connected.set()
+        self.client.on_publish = self._on_publish
+        self.published = 0
+        self.acked = 0
+        self.client.connect(settings.host, settings.port, keepalive=30)
+        self.client.loop_start()
+        assert self.connected.wait(10), "publisher could not connect"
+
+    def _on_publish(self, *_args: object) -> None:
+        self.acked += 1  # paho's network thread only
+
+    def publish(self, topic: str, payload: bytes | str) -> None:
+        """Queue a message; while disconnected paho keeps it and sends it on reconnect."""
+        info = self.client.publish(topic, payload, qos=self.qos)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise AssertionError(f"publish refused: {mqtt.error_string(info.rc)}")
+        self.published += 1
+
+    def wait_all(self, timeout: float = 60) -> None:
+        """Until the broker has acknowledged every message published so far."""
+        deadline = time.monotonic() + timeout
+        while self.acked < self.published:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {self.acked} of {self.published} PUBACKs in time")
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def reading(device: str, seq: int, sensor_type: str = "temperature", **extra: object) -> bytes:
+    obj: dict[str, object] = {
+        "device_id": device,
+        "sensor_type": sensor_type,
+        "ts": int(time.time() * 1000),
+        "value": 20.0 + seq % 7,
+        "seq": seq,
+    }
+    obj.update(extra)
+    return json.dumps(obj).encode()
+
+
+def read_topics(
+    kafka: KafkaSettings, topics: Iterable[str], until: int, timeout: float = 60.0
+) -> dict[str, list[tuple[bytes | None, bytes]]]:
+    """Read topics from the beginning until ``until`` messages (or timeout)."""
+    consumer = Consumer(
+        {
+            **kafka.client_config(),
+            "group.id": f"reader-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    topics = list(topics)
+    consumer.subscribe(topics)
+    out: dict[str, list[tuple[bytes | None, bytes]]] = defaultdict(list)
+    total = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while total < until and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=5000, timeout=0.5):
+                if msg.error():
+                    continue
+                out[msg.topic()].append((msg.key(), msg.value()))
+                total += 1
+    finally:
+        consumer.close()
+    return out
+
+
+def topic_sizes(kafka: KafkaSettings, topics: Iterable[str]) -> dict[str, int]:
+    """Messages in each topic (sum of high watermarks), without consuming."""
+    consumer = Consumer({**kafka.client_config(), "group.id": "sizes"})
+    sizes = {}
+    try:
+        for topic in topics:
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            total = 0
+            for p in meta.partitions:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                total += high
+            sizes[topic] = total
+    finally:
+        consumer.close()
+    return sizes
+
+
+def forget_session(settings: MqttSettings, client_id: str) -> None:
+    """Remove a persistent session from the broker (clean start, expiry 0)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    done = threading.Event()
+    client.on_connect = lambda *_a: done.set()
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    client.connect(settings.host, settings.port, clean_start=True, properties=props)
+    client.loop_start()
+    done.wait(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def isolated_settings(base: Settings, unique: str, **ingest: object) -> Settings:
+    """Settings isolated per test: own topic prefix and short-lived sessions."""
+    return base.model_copy(
+        update={
+            "kafka": base.kafka.model_copy(update={"topic_prefix": f"t{unique}."}),
+            "ingest": base.ingest.model_copy(
+                update={"metrics_port": 0, "log_interval_s": 0, "session_expiry_s": 600, **ingest}
+            ),
+        }
+    )
