@@ -52,7 +52,10 @@ class Ingester:
         self._readings_topic = {name: self.topics.readings(name) for name in catalogue.names}
         self._accepting = threading.Event()
         self._max_inflight = settings.ingest.max_inflight
-        self._writer = KafkaWriter(producer_config(settings.kafka, settings.ingest))
+        self._acks: list[int] = []  # QoS 1 mids released by Kafka, sent after each poll
+        self._writer = KafkaWriter(
+            producer_config(settings.kafka, settings.ingest), after_poll=self._flush_acks
+        )
         self._mqtt = MqttSession(settings.mqtt, settings.ingest, self._on_message)
 
     @property
@@ -156,9 +159,18 @@ class Ingester:
             if pending.remaining == 0:
                 stats.observe_latency(time.time() - pending.received)
                 stats.acked += 1  # before the ack, so inflight never overstates the window
-                self._mqtt.ack(pending.mid, pending.qos)
+                if pending.qos == 1:
+                    self._acks.append(pending.mid)
+                else:
+                    self._mqtt.ack(pending.mid, pending.qos)
 
         return delivered
+
+    def _flush_acks(self) -> None:
+        """Runs on the delivery thread after each poll that delivered something."""
+        if self._acks:
+            acks, self._acks = self._acks, []
+            self._mqtt.ack_many(acks)
 
     def _delivery_failed(self, err: KafkaError, msg: Message, pending: _Pending | None) -> None:
         """Kafka refused a write for good (writes are retried forever otherwise).

@@ -46,8 +46,11 @@ def producer_config(kafka: KafkaSettings, ingest: IngestSettings) -> dict[str, A
 class KafkaWriter:
     """Produces keyed values; runs delivery callbacks on its own thread."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(
+        self, config: dict[str, Any], after_poll: Callable[[], None] | None = None
+    ) -> None:
         self._producer = Producer(config)
+        self._after_poll = after_poll
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="kafka-delivery", daemon=True)
         self._thread.start()
@@ -68,8 +71,10 @@ class KafkaWriter:
         return len(self._producer)
 
     def _poll_loop(self) -> None:
+        after = self._after_poll
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            if self._producer.poll(0.05) and after is not None:
+                after()  # e.g. send the MQTT acks these deliveries released, in one go
 
     def drain(self, timeout: float) -> bool:
         """Wait until every queued write is confirmed; True if all were."""
