@@ -198,6 +198,65 @@ class IngestSettings(BaseSettings):
     reconnect_max_s: int = Field(30, ge=1, description="Longest wait between MQTT reconnects.")
 
 
+class SimulatorSettings(BaseSettings):
+    """The device fleet simulator (`iotpipe simulate`); each is also a CLI option."""
+
+    model_config = _component(f"{ENV_PREFIX}SIM_")
+
+    devices: int = Field(1000, ge=1, le=10_000_000, description="Simulated devices.")
+    types: str = Field("", description="Comma-separated sensor types; empty = all.")
+    sites: int = Field(10, ge=1, le=100_000, description="Sites the devices spread over.")
+    site_prefix: str = Field("site", pattern=r"^[A-Za-z0-9_.:-]{1,50}$")
+    device_prefix: str = Field("dev", pattern=r"^[A-Za-z0-9_.:-]{1,50}$")
+    interval_s: float = Field(10.0, gt=0, description="Mean reporting interval per device.")
+    interval_spread: float = Field(0.2, ge=0, lt=1, description="Per-device interval spread.")
+    jitter: float = Field(0.1, ge=0, lt=1, description="Per-reading interval jitter.")
+    speed: float = Field(
+        1.0, ge=0, description="Simulated seconds per wall second; 0 = as fast as possible."
+    )
+    rate: float = Field(0.0, ge=0, description="Readings/s cap (token bucket); 0 = none.")
+    start: str = Field(
+        "auto", description="Simulated start: auto, now, ISO-8601 or relative (-2h, -1d)."
+    )
+    count: int = Field(0, ge=0, description="Stop after this many readings; 0 = no limit.")
+    duration_s: float = Field(0.0, ge=0, description="Stop after this long; 0 = no limit.")
+    seed: int = Field(0, ge=0, description="Random seed: same seed, same readings.")
+    output: Literal["mqtt", "kafka", "file", "stdout", "null"] = "mqtt"
+    file: Path | None = Field(None, description="JSON-lines file for --output file.")
+    qos: int = Field(1, ge=0, le=1, description="MQTT QoS of published readings.")
+    batch_size: int = Field(
+        1, ge=1, le=10_000, description="Readings per MQTT message; >1 = gateway arrays."
+    )
+    gateway_topic: Literal["site", "type"] = Field(
+        "site", description="Gateway arrays go to sensors/<site> or sensors/<site>/<type>."
+    )
+    connections: int = Field(2, ge=1, le=256, description="MQTT connections.")
+    max_pending: int = Field(1000, ge=1, description="Unacknowledged messages per connection.")
+    with_unit: bool = Field(False, description="Include the unit in each payload.")
+    anomaly_rate: float = Field(
+        0.0, ge=0, le=1, description="Probability per reading that an anomaly starts."
+    )
+    anomaly_mix: str = Field("", description="kind=weight,...; empty = all kinds equally.")
+    anomaly_min_len: int = Field(5, ge=1, description="Shortest anomaly, in readings.")
+    anomaly_max_len: int = Field(30, ge=1, description="Longest anomaly, in readings.")
+    truth: Path | None = Field(None, description="Ground-truth JSON-lines file.")
+    fault_late: float = Field(0.0, ge=0, le=1, description="Share of readings sent late.")
+    late_delay_s: float = Field(30.0, gt=0, description="How late (simulated seconds).")
+    fault_duplicate: float = Field(0.0, ge=0, le=1, description="Share of readings sent twice.")
+    fault_skew: float = Field(0.0, ge=0, le=1, description="Share of devices with a skewed clock.")
+    skew_max_s: float = Field(120.0, ge=0, description="Largest clock skew, seconds.")
+    fault_malformed: float = Field(0.0, ge=0, le=1, description="Share of malformed payloads.")
+    fault_oversized: float = Field(0.0, ge=0, le=1, description="Share of oversized payloads.")
+    oversize_bytes: int = Field(300_000, ge=1024, description="Size of an oversized payload.")
+    storm_every_s: float = Field(
+        0.0, ge=0, description="Seconds between MQTT connection storms; 0 = none."
+    )
+    storm_size: int = Field(100, ge=1, le=10_000, description="Connections per storm.")
+    replay: Path | None = Field(None, description="CSV (timestamp,value) to replay.")
+    replay_type: str = Field("", description="Sensor type of the replayed series.")
+    replay_devices: int = Field(1, ge=1, description="Devices that replay the series.")
+
+
 class Settings(BaseModel):
     """Every component's settings, validated together."""
 
@@ -209,6 +268,7 @@ class Settings(BaseModel):
     influx: InfluxSettings
     validation: ValidationSettings
     ingest: IngestSettings
+    sim: SimulatorSettings
 
 
 _COMPONENTS: dict[str, type[BaseSettings]] = {
@@ -218,6 +278,7 @@ _COMPONENTS: dict[str, type[BaseSettings]] = {
     "influx": InfluxSettings,
     "validation": ValidationSettings,
     "ingest": IngestSettings,
+    "sim": SimulatorSettings,
 }
 
 

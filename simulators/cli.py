@@ -1,0 +1,324 @@
+"""``iotpipe simulate``: the device fleet simulator's command line.
+
+Every option also reads the ``IOTPIPE_SIM_*`` variable shown in ``--help``
+(the same fields as ``SimulatorSettings``, so a config file works too). Known
+errors print ``Error: ...`` and exit 1; Ctrl-C stops cleanly with a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from iotpipe.catalogue import Catalogue, load_catalogue
+from iotpipe.errors import ConfigError, IotpipeError
+from iotpipe.settings import CONFIG_FILE_VAR, Settings, SimulatorSettings, load_settings
+from simulators.anomalies import AnomalyConfig, parse_mix
+from simulators.faults import FaultConfig, FaultInjector
+from simulators.fleet import Fleet, FleetConfig
+from simulators.kafka import KafkaOutput
+from simulators.mqtt import MqttOutput
+from simulators.names import Naming, site_names
+from simulators.outputs import JsonLinesOutput, NullOutput, Output
+from simulators.payloads import PayloadEncoder
+from simulators.replay import ReplaySource
+from simulators.runner import RunConfig, Simulation, Source, Summary, stop_on_signals
+from simulators.truth import TruthWriter
+
+_RELATIVE = re.compile(r"^([+-]?\d+(?:\.\d+)?)\s*([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+DEFAULT_BACKDATE_S = 86_400.0
+_FLAGS = {
+    "interval_s": "--interval",
+    "duration_s": "--duration",
+    "late_delay_s": "--late-delay",
+    "skew_max_s": "--skew-max",
+    "storm_every_s": "--storm-every",
+}
+
+
+def _opt(name: str, help_text: str, *flags: str) -> Any:
+    return typer.Option(*flags, envvar=f"IOTPIPE_SIM_{name.upper()}", help=help_text)
+
+
+# One annotated type per option; the field name maps to SimulatorSettings.
+Devices = Annotated[int | None, _opt("devices", "Number of devices.", "--devices", "-n")]
+Types = Annotated[str | None, _opt("types", "Comma-separated sensor types (default: all).")]
+Sites = Annotated[int | None, _opt("sites", "Number of sites.")]
+SitePrefix = Annotated[str | None, _opt("site_prefix", "Site names: <prefix>-000...")]
+DevicePrefix = Annotated[str | None, _opt("device_prefix", "Device ids: <prefix>-000042.")]
+Interval = Annotated[
+    float | None, _opt("interval_s", "Mean seconds between a device's readings.", "--interval")
+]
+Spread = Annotated[float | None, _opt("interval_spread", "Per-device interval spread (0-1).")]
+Jitter = Annotated[float | None, _opt("jitter", "Per-reading jitter of the interval (0-1).")]
+Speed = Annotated[
+    float | None,
+    _opt(
+        "speed", "Simulated seconds per second (3600 = an hour a second); 0 = as fast as possible."
+    ),
+]
+Rate = Annotated[float | None, _opt("rate", "Cap in readings/s (token bucket); 0 = no cap.")]
+Start = Annotated[
+    str | None,
+    _opt(
+        "start",
+        "Simulated start: auto (now in real time, else ending about now), now,"
+        " ISO-8601, or -2h/-1d.",
+    ),
+]
+Count = Annotated[int | None, _opt("count", "Stop after this many readings (0 = no limit).")]
+Duration = Annotated[
+    float | None, _opt("duration_s", "Stop after this many seconds (0 = no limit).", "--duration")
+]
+Seed = Annotated[int | None, _opt("seed", "Random seed: the same seed gives the same readings.")]
+OutputOpt = Annotated[
+    str | None, _opt("output", "mqtt | kafka | file | stdout | null.", "--output", "-o")
+]
+FileOpt = Annotated[Path | None, _opt("file", "JSON-lines file for --output file.")]
+Qos = Annotated[int | None, _opt("qos", "MQTT QoS, 0 or 1.")]
+BatchSize = Annotated[
+    int | None, _opt("batch_size", "Readings per MQTT message; >1 sends gateway JSON arrays.")
+]
+GatewayTopic = Annotated[
+    str | None,
+    _opt(
+        "gateway_topic", "Gateway arrays to sensors/<site> (site) or sensors/<site>/<type> (type)."
+    ),
+]
+Connections = Annotated[int | None, _opt("connections", "MQTT connections to spread devices over.")]
+MaxPending = Annotated[
+    int | None, _opt("max_pending", "Unacknowledged MQTT messages per connection.")
+]
+WithUnit = Annotated[
+    bool | None, _opt("with_unit", "Include the unit in every payload.", "--with-unit/--no-unit")
+]
+AnomalyRate = Annotated[
+    float | None, _opt("anomaly_rate", "Probability per reading that an anomaly starts.")
+]
+AnomalyMix = Annotated[
+    str | None,
+    _opt(
+        "anomaly_mix",
+        "Weights, e.g. spike=2,stuck=1 (kinds: spike, level_shift, drift, stuck,"
+        " dropout, noise_burst, out_of_range).",
+    ),
+]
+AnomalyMin = Annotated[int | None, _opt("anomaly_min_len", "Shortest anomaly, in readings.")]
+AnomalyMax = Annotated[int | None, _opt("anomaly_max_len", "Longest anomaly, in readings.")]
+Truth = Annotated[Path | None, _opt("truth", "Write ground truth (JSON lines) here.")]
+FaultLate = Annotated[
+    float | None, _opt("fault_late", "Share of readings sent late (out of order).")
+]
+LateDelay = Annotated[
+    float | None, _opt("late_delay_s", "How late, in simulated seconds.", "--late-delay")
+]
+FaultDup = Annotated[float | None, _opt("fault_duplicate", "Share of readings sent twice.")]
+FaultSkew = Annotated[float | None, _opt("fault_skew", "Share of devices whose clock is off.")]
+SkewMax = Annotated[
+    float | None, _opt("skew_max_s", "Largest clock skew in seconds.", "--skew-max")
+]
+FaultBad = Annotated[float | None, _opt("fault_malformed", "Share of malformed payloads.")]
+FaultBig = Annotated[float | None, _opt("fault_oversized", "Share of oversized payloads.")]
+OversizeBytes = Annotated[int | None, _opt("oversize_bytes", "Size of an oversized payload.")]
+StormEvery = Annotated[
+    float | None,
+    _opt("storm_every_s", "Seconds between MQTT connection storms (0 = none).", "--storm-every"),
+]
+StormSize = Annotated[int | None, _opt("storm_size", "Connections opened at once in a storm.")]
+Replay = Annotated[
+    Path | None, _opt("replay", "Replay this CSV (timestamp,value) instead of a fleet.")
+]
+ReplayType = Annotated[str | None, _opt("replay_type", "Sensor type of the replayed series.")]
+ReplayDevices = Annotated[int | None, _opt("replay_devices", "Devices that replay the series.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Config = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar=CONFIG_FILE_VAR, help="dotenv file of settings."),
+]
+
+_err = Console(stderr=True)
+
+
+def simulate(
+    devices: Devices = None, types: Types = None, sites: Sites = None,
+    site_prefix: SitePrefix = None, device_prefix: DevicePrefix = None,
+    interval_s: Interval = None, interval_spread: Spread = None, jitter: Jitter = None,
+    speed: Speed = None, rate: Rate = None, start: Start = None, count: Count = None,
+    duration_s: Duration = None, seed: Seed = None, output: OutputOpt = None,
+    file: FileOpt = None, qos: Qos = None, batch_size: BatchSize = None,
+    gateway_topic: GatewayTopic = None, connections: Connections = None,
+    max_pending: MaxPending = None, with_unit: WithUnit = None,
+    anomaly_rate: AnomalyRate = None, anomaly_mix: AnomalyMix = None,
+    anomaly_min_len: AnomalyMin = None, anomaly_max_len: AnomalyMax = None,
+    truth: Truth = None, fault_late: FaultLate = None, late_delay_s: LateDelay = None,
+    fault_duplicate: FaultDup = None, fault_skew: FaultSkew = None, skew_max_s: SkewMax = None,
+    fault_malformed: FaultBad = None, fault_oversized: FaultBig = None,
+    oversize_bytes: OversizeBytes = None, storm_every_s: StormEvery = None,
+    storm_size: StormSize = None, replay: Replay = None, replay_type: ReplayType = None,
+    replay_devices: ReplayDevices = None, as_json: AsJson = False, quiet: Quiet = False,
+    config: Config = None,
+) -> None:  # fmt: skip
+    """Simulate a device fleet (or replay a series) into MQTT, Kafka or a file."""
+    overrides = {k: v for k, v in locals().items() if k in SimulatorSettings.model_fields}
+    try:
+        settings = load_settings(config)
+        sim = merge_options(settings.sim, {k: v for k, v in overrides.items() if v is not None})
+        summary = run_simulation(settings, sim, progress=not (quiet or as_json))
+    except IotpipeError as exc:
+        _err.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    print_summary(summary, as_json)
+    if summary.interrupted:
+        raise typer.Exit(130)
+
+
+def merge_options(base: SimulatorSettings, overrides: dict[str, Any]) -> SimulatorSettings:
+    """Command-line values over the settings, validated; errors name the option."""
+    try:
+        return SimulatorSettings.model_validate({**base.model_dump(), **overrides})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        option = _FLAGS.get(name, "--" + name.replace("_", "-"))
+        raise ConfigError(f"{option} (IOTPIPE_SIM_{name.upper()}): {err['msg']}") from exc
+
+
+def parse_start(text: str, now_ms: int, span_s: float | None, realtime: bool) -> int:
+    """Simulated start in epoch ms. ``auto``: now in real time; otherwise so that the
+    run ends about now (event times must not run ahead of the ingester's bounds)."""
+    text = text.strip()
+    if text == "auto":
+        if realtime:
+            return now_ms
+        return now_ms - int((span_s if span_s is not None else DEFAULT_BACKDATE_S) * 1000)
+    if text == "now":
+        return now_ms
+    match = _RELATIVE.match(text)
+    if match:
+        return now_ms + int(float(match.group(1)) * _UNIT_S[match.group(2)] * 1000)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--start {text!r}: use auto, now, ISO-8601 with a timezone, or -2h/-30m/-1d"
+        ) from None
+    if moment.tzinfo is None:
+        raise ConfigError(f"--start {text!r}: ISO-8601 needs a timezone (e.g. Z)")
+    return int(moment.timestamp() * 1000)
+
+
+def build_source(sim: SimulatorSettings, catalogue: Catalogue, now_ms: int) -> Source:
+    """The fleet, or the replay if ``--replay`` names a file."""
+    realtime = sim.speed == 1.0 and sim.rate == 0
+    sites = site_names(sim.sites, sim.site_prefix)
+    if sim.replay is not None:
+        if not sim.replay_type:
+            raise ConfigError("--replay needs --replay-type (the series' sensor type)")
+        probe = ReplaySource(sim.replay, catalogue, sensor_type=sim.replay_type,
+                             devices=sim.replay_devices, sites=sites[:1])  # fmt: skip
+        start = parse_start(sim.start, now_ms, probe.span_s, realtime)
+        return ReplaySource(
+            sim.replay, catalogue, sensor_type=sim.replay_type, devices=sim.replay_devices,
+            sites=sites[: sim.replay_devices], device_prefix=sim.device_prefix, start_ms=start,
+        )  # fmt: skip
+    types = tuple(t.strip() for t in sim.types.split(",") if t.strip())
+    anomalies = AnomalyConfig(
+        rate=sim.anomaly_rate, weights=parse_mix(sim.anomaly_mix),
+        min_length=sim.anomaly_min_len, max_length=sim.anomaly_max_len,
+    )  # fmt: skip
+    fleet_config = FleetConfig(
+        devices=sim.devices, types=types, sites=sites, device_prefix=sim.device_prefix,
+        interval_s=sim.interval_s, interval_spread=sim.interval_spread, jitter=sim.jitter,
+        seed=sim.seed, anomalies=anomalies, skew_fraction=sim.fault_skew,
+        skew_max_s=sim.skew_max_s,
+    )  # fmt: skip
+    span = None
+    if sim.count:
+        mean_rate = sim.devices / sim.interval_s
+        span = sim.count / mean_rate
+    elif sim.duration_s and sim.speed > 0:
+        span = sim.duration_s * sim.speed
+    start = parse_start(sim.start, now_ms, span, realtime)
+    return Fleet(FleetConfig(**{**fleet_config.__dict__, "start_ms": start}), catalogue)
+
+
+def build_output(settings: Settings, sim: SimulatorSettings, naming: Naming) -> Output:
+    by_type = sim.gateway_topic == "type"
+    if sim.output == "mqtt":
+        return MqttOutput(
+            settings.mqtt, naming, qos=sim.qos, connections=sim.connections,
+            batch_size=sim.batch_size, by_type=by_type,
+            client_id=f"sim-{sim.seed}-{time.time_ns() % 10**9}",
+            max_pending=sim.max_pending,
+        )  # fmt: skip
+    if sim.batch_size > 1 and sim.output in ("kafka", "null"):
+        raise ConfigError(f"--batch-size applies to MQTT and file output, not {sim.output}")
+    if sim.storm_every_s:
+        raise ConfigError("--storm-every needs --output mqtt (storms are MQTT connections)")
+    if sim.output == "kafka":
+        return KafkaOutput(settings.kafka, naming)
+    if sim.output == "file":
+        if sim.file is None:
+            raise ConfigError("--output file needs --file PATH")
+        return JsonLinesOutput(sim.file, naming, batch_size=sim.batch_size, by_type=by_type)
+    if sim.output == "stdout":
+        return JsonLinesOutput(None, naming, batch_size=sim.batch_size, by_type=by_type)
+    return NullOutput()
+
+
+def run_simulation(settings: Settings, sim: SimulatorSettings, *, progress: bool = True) -> Summary:
+    """Everything `iotpipe simulate` does, minus printing: build, run, summarise."""
+    catalogue = load_catalogue(settings.core.sensors_file)
+    if sim.anomaly_min_len > sim.anomaly_max_len:
+        raise ConfigError("--anomaly-min-len must not exceed --anomaly-max-len")
+    now_ms = int(time.time() * 1000)
+    source = build_source(sim, catalogue, now_ms)
+    faults = FaultConfig(
+        late=sim.fault_late, late_delay_s=sim.late_delay_s, duplicate=sim.fault_duplicate,
+        malformed=sim.fault_malformed, oversized=sim.fault_oversized,
+        oversize_bytes=sim.oversize_bytes,
+    )  # fmt: skip
+    run = RunConfig(
+        start_ms=source.start_ms,
+        speed=sim.speed, rate=sim.rate, count=sim.count, duration_s=sim.duration_s,
+        storm_every_s=sim.storm_every_s, storm_size=sim.storm_size,
+        progress=progress and (sim.output != "stdout"),
+    )  # fmt: skip
+    output = build_output(settings, sim, source.naming)
+    encoder = PayloadEncoder(source.naming, catalogue, with_unit=sim.with_unit)
+    truth = TruthWriter(sim.truth, source.naming)
+    simulation = Simulation(
+        source, encoder, output, run,
+        faults=FaultInjector(faults, sim.seed) if faults.any else None, truth=truth,
+    )  # fmt: skip
+    with stop_on_signals(simulation.stop):
+        return simulation.run()
+
+
+def print_summary(summary: Summary, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary.as_dict()))
+        return
+    table = Table("", "", title="simulation summary", show_header=False)
+    for key, value in summary.as_dict().items():
+        text = str(value)
+        if key == "labels":
+            text = ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+        elif isinstance(value, float):
+            text = f"{value:,.3f}" if key == "duration_s" else f"{value:,.1f}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            text = f"{value:,}"
+        table.add_row(key, text)
+    _err.print(table)
