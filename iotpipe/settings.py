@@ -198,6 +198,95 @@ class IngestSettings(BaseSettings):
     reconnect_max_s: int = Field(30, ge=1, description="Longest wait between MQTT reconnects.")
 
 
+ALERT_TARGETS = ("mqtt", "webhook", "log")
+
+
+class SinkSettings(BaseSettings):
+    """The InfluxDB sink: batching, compression, retries, dead-lettering."""
+
+    model_config = _component(f"{ENV_PREFIX}SINK_")
+
+    influx_api: Literal["v2", "v1"] = Field(
+        "v2", description="v2: /api/v2/write (org + bucket); v1: /write?db=<bucket> (1.x servers)."
+    )
+    batch_size: int = Field(5000, ge=1, le=100_000, description="Most points per write request.")
+    gzip: bool = Field(True, description="Compress write requests.")
+    gzip_level: int = Field(1, ge=1, le=9, description="1 is fastest; 9 saves little more.")
+    retry_max_attempts: int = Field(
+        10,
+        ge=0,
+        description=(
+            "Attempts per batch on network errors, 5xx and 429 before it goes to dlq.sink;"
+            " 0 = retry forever (hold the flow back until InfluxDB is back)."
+        ),
+    )
+    retry_initial_s: float = Field(0.5, gt=0, description="First backoff; doubles, with jitter.")
+    retry_max_s: float = Field(30.0, gt=0, description="Longest single backoff (and Retry-After).")
+    dlq_timeout_s: float = Field(
+        60.0, gt=0, description="How long to wait for Kafka to confirm dead letters."
+    )
+
+
+class AlertSettings(BaseSettings):
+    """Alert emitters: routing by severity, webhook, de-duplication, rate limits."""
+
+    model_config = _component(f"{ENV_PREFIX}ALERT_")
+
+    route_info: str = Field(
+        "", description="Targets for info alerts besides Kafka (always): mqtt,webhook,log."
+    )
+    route_warning: str = Field("mqtt,log", description="Targets for warning alerts.")
+    route_critical: str = Field("mqtt,webhook,log", description="Targets for critical alerts.")
+    mqtt_enabled: bool = Field(True, description="Publish to alerts/<site>/<type>/<device>.")
+    log_enabled: bool = Field(True, description="One structured log line per alert.")
+    webhook_url: str = Field("", description="JSON POST target; empty = webhook off.")
+    webhook_secret: SecretStr | None = Field(
+        None, description="If set, sign bodies: X-Iotpipe-Signature: sha256=<hmac hex>."
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_max_attempts: int = Field(
+        4, ge=1, description="Tries per alert before it goes to dlq.sink."
+    )
+    publish_timeout_s: float = Field(30.0, gt=0, description="Wait for MQTT PUBACK / Kafka ack.")
+    dedupe_horizon_s: int = Field(
+        3600, ge=0, description="The same alert_id and state are emitted once within this."
+    )
+    dedupe_seed_from_kafka: bool = Field(
+        True, description="At start, remember alerts already on the alerts topic (replays)."
+    )
+    rate_limit_per_minute: float = Field(
+        6.0, ge=0, description="Notifications per device per minute (after the burst); 0 = off."
+    )
+    rate_limit_burst: int = Field(10, ge=1, description="Notifications a device may send at once.")
+
+    @field_validator("route_info", "route_warning", "route_critical")
+    @classmethod
+    def _check_route(cls, route: str) -> str:
+        names = [n.strip() for n in route.split(",") if n.strip()]
+        unknown = [n for n in names if n not in ALERT_TARGETS and n != "kafka"]
+        if unknown:
+            raise ValueError(f"unknown target(s) {unknown}; choose from {list(ALERT_TARGETS)}")
+        return ",".join(n for n in names if n != "kafka")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook(cls, url: str) -> str:
+        if url and urlsplit(url).scheme not in {"http", "https"}:
+            raise ValueError("must look like http(s)://host/path, or be empty")
+        return url
+
+    def route(self, severity: str) -> frozenset[str]:
+        """Enabled notification targets for a severity (Kafka is always on)."""
+        route = {
+            "info": self.route_info,
+            "warning": self.route_warning,
+            "critical": self.route_critical,
+        }.get(severity, self.route_critical)
+        enabled = {"mqtt": self.mqtt_enabled, "webhook": bool(self.webhook_url)}
+        enabled["log"] = self.log_enabled
+        return frozenset(t for t in route.split(",") if t and enabled[t])
+
+
 class SimulatorSettings(BaseSettings):
     """The device fleet simulator (`iotpipe simulate`); each is also a CLI option."""
 
@@ -268,6 +357,8 @@ class Settings(BaseModel):
     influx: InfluxSettings
     validation: ValidationSettings
     ingest: IngestSettings
+    sink: SinkSettings
+    alert: AlertSettings
     sim: SimulatorSettings
 
 
@@ -278,6 +369,8 @@ _COMPONENTS: dict[str, type[BaseSettings]] = {
     "influx": InfluxSettings,
     "validation": ValidationSettings,
     "ingest": IngestSettings,
+    "sink": SinkSettings,
+    "alert": AlertSettings,
     "sim": SimulatorSettings,
 }
 

@@ -1,1 +1,2 @@
-"""InfluxDB writer, alert emitters and dead-letter writer. Not built yet."""
+"""Sinks: InfluxDB writer (``sinks.influx``), alert emitters (``sinks.alerts``),
+dead-letter writer (``sinks.dead_letter``), line protocol (``sinks.lineprotocol``)."""

@@ -1,0 +1,403 @@
+"""Alert emitters: Kafka ``alerts`` (always), MQTT, an HTTP webhook, a log line.
+
+Per batch, each alert passes the ``AlertGate`` (de-duplication, per-device
+rate limit) and is routed by severity (``IOTPIPE_ALERT_ROUTE_*``). The
+notification targets go first and Kafka last, each confirmed before ``emit``
+returns, so a record on the ``alerts`` topic means "delivered". At start-up
+the gate is seeded from that topic over the de-duplication horizon: a replay
+after a crash does not notify twice, and a crash before the Kafka write
+notifies again (at-least-once, never zero times).
+
+Raised, escalated and cleared events all flow (``Alert.state``); receivers
+match them by ``alert_id``. A webhook that keeps failing dead-letters the
+alert to ``dlq.sink`` (counted) rather than holding every other alert back.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import paho.mqtt.client as mqtt_client
+import urllib3
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from ingest.mqtt import build_client
+from iotpipe.errors import ConfigError, ConnectorError
+from iotpipe.kafka_admin import broker_metadata
+from iotpipe.model import Alert
+from iotpipe.settings import AlertSettings, KafkaSettings, MqttSettings, Settings
+from iotpipe.topics import KafkaTopics, mqtt_alert_topic
+from sinks.alert_policy import SIGNATURE_HEADER, AlertGate, Verdict, sign
+from sinks.dead_letter import DeadLetterWriter, SinkDeadLetter, now_ms
+from sinks.influx import retry_after_s
+
+log = logging.getLogger(__name__)
+event_log = logging.getLogger("iotpipe.alerts")
+
+_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}
+_alert_decoder = msgspec.json.Decoder(Alert)
+_encoder = msgspec.json.Encoder()
+
+
+def alert_json(alert: Alert) -> bytes:
+    """The Alert as JSON with every field, ``state`` included even when "raised".
+
+    (``codec.encode`` omits defaults; receivers should not have to know them.)
+    """
+    return _encoder.encode(msgspec.structs.asdict(alert))
+
+
+class KafkaAlertTarget:
+    """The system of record: every non-duplicate alert, keyed by device."""
+
+    def __init__(self, kafka: KafkaSettings, timeout_s: float) -> None:
+        self.topic = KafkaTopics(kafka.topic_prefix).alerts
+        self.timeout_s = timeout_s
+        config = {"enable.idempotence": True, "acks": "all", "linger.ms": 5}
+        self._producer = Producer({**config, **kafka.client_config()})
+        self._errors: list[str] = []
+
+    def send(self, alerts: list[Alert]) -> None:
+        for alert in alerts:
+            self._producer.produce(
+                self.topic, alert_json(alert), alert.device_id.encode(), on_delivery=self._done
+            )
+        left = self._producer.flush(self.timeout_s)
+        if left or self._errors:
+            errors, self._errors = self._errors, []
+            raise ConnectorError(
+                f"alerts to {self.topic} not confirmed ({left} pending): {errors[:3]}",
+                retryable=True,
+            )
+
+    def _done(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def close(self) -> None:
+        self._producer.flush(self.timeout_s)
+
+
+class MqttAlertTarget:
+    """QoS 1 publishes to ``alerts/<site>/<sensor_type>/<device_id>``.
+
+    Completion is tracked from PUBACKs (``on_publish``), not from paho's
+    ``wait_for_publish``, which gives up on a message published while the
+    connection was down even though paho still sends it after reconnecting.
+    """
+
+    def __init__(self, mqtt: MqttSettings, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._acked: set[int] = set()
+        self._cond = threading.Condition()
+        self._connected = threading.Event()
+        client_id = f"{mqtt.client_id_prefix}-alerts-{uuid.uuid4().hex[:8]}"
+        self._client = build_client(mqtt, client_id)
+        self._client.on_connect = lambda *_a: self._connected.set()
+        self._client.on_disconnect = lambda *_a: self._connected.clear()
+        self._client.on_publish = self._on_publish
+        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        try:
+            self._client.connect_async(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s)
+        except (OSError, ValueError) as exc:
+            raise ConnectorError(f"MQTT {mqtt.url}: {exc}", retryable=True) from exc
+        self._client.loop_start()
+        if not self._connected.wait(timeout_s):
+            self.close()
+            raise ConnectorError(
+                f"MQTT {mqtt.url}: no connection in {timeout_s:.0f}s", retryable=True
+            )
+
+    def _on_publish(self, *args: Any) -> None:
+        with self._cond:
+            self._acked.add(args[2])  # (client, userdata, mid, reason, properties)
+            self._cond.notify_all()
+
+    def send(self, alerts: list[Alert]) -> None:
+        """Publish all, then wait for every PUBACK (paho resends after a reconnect)."""
+        mids = set()
+        for a in alerts:
+            info = self._client.publish(
+                mqtt_alert_topic(a.site, a.sensor_type, a.device_id), alert_json(a), qos=1
+            )
+            if info.rc not in (mqtt_client.MQTT_ERR_SUCCESS, mqtt_client.MQTT_ERR_NO_CONN):
+                raise ConnectorError(f"MQTT alert publish refused: rc={info.rc}", retryable=True)
+            mids.add(info.mid)
+        with self._cond:
+            done = self._cond.wait_for(lambda: mids <= self._acked, self.timeout_s)
+            self._acked -= mids
+        if not done:
+            raise ConnectorError(
+                f"MQTT alert publish: no PUBACK within {self.timeout_s:.0f}s", retryable=True
+            )
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class WebhookTarget:
+    """One JSON POST per alert, signed if a secret is set, retried with backoff."""
+
+    def __init__(
+        self, settings: AlertSettings, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.url = settings.webhook_url
+        self.attempts = settings.webhook_max_attempts
+        secret = settings.webhook_secret
+        self._secret = secret.get_secret_value() if secret else None
+        self._sleep = sleep
+        self._http = urllib3.PoolManager(
+            retries=False, timeout=urllib3.Timeout(total=settings.webhook_timeout_s)
+        )
+
+    def post(self, alert: Alert) -> None:
+        """Deliver one alert; raises ``ConnectorError`` once retries are spent."""
+        body = alert_json(alert)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Iotpipe-Alert-Id": alert.alert_id,
+            "X-Iotpipe-Alert-State": alert.state,
+        }
+        if self._secret:
+            headers[SIGNATURE_HEADER] = sign(body, self._secret)
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=_backoff,
+            retry=retry_if_exception(lambda e: isinstance(e, ConnectorError) and e.retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                self._post_once(body, headers)
+
+    def _post_once(self, body: bytes, headers: dict[str, str]) -> None:
+        try:
+            resp = self._http.request("POST", self.url, body=body, headers=headers)
+        except urllib3.exceptions.HTTPError as exc:
+            raise ConnectorError(f"webhook {self.url}: {exc}", retryable=True) from exc
+        if resp.status < 300:
+            return
+        retryable = resp.status == 429 or resp.status >= 500
+        raise ConnectorError(
+            f"webhook {self.url}: HTTP {resp.status}",
+            retryable=retryable,
+            retry_after=retry_after_s(resp.headers.get("Retry-After")),
+        )
+
+    def close(self) -> None:
+        self._http.clear()
+
+
+def _backoff(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    after = getattr(exc, "retry_after", None)
+    if after is not None:
+        return float(min(after, 30.0))
+    ceiling = min(10.0, 0.5 * 2 ** (state.attempt_number - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def log_alert(alert: Alert) -> None:
+    """One structured line per alert (JSON message, ``alert`` in ``extra``)."""
+    event_log.log(
+        _LEVELS.get(alert.severity, logging.ERROR),
+        "alert %s",
+        alert_json(alert).decode(),
+        extra={"alert": msgspec.to_builtins(alert)},
+    )
+
+
+@dataclass
+class EmitterStats:
+    """Counters over the emitter's life; ``gate.stats`` has duplicates/suppressed."""
+
+    received: int = 0
+    to_kafka: int = 0
+    to_mqtt: int = 0
+    to_webhook: int = 0
+    to_log: int = 0
+    webhook_failed: int = 0
+
+
+class AlertEmitter:
+    """Sends alerts to Kafka and the routed targets; usable without Bytewax."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        dead_letters: DeadLetterWriter | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        conf = settings.alert
+        self.stats = EmitterStats()
+        self.gate = AlertGate(
+            horizon_s=conf.dedupe_horizon_s,
+            per_minute=conf.rate_limit_per_minute,
+            burst=conf.rate_limit_burst,
+            clock=clock,
+        )
+        self._dead_letters = dead_letters
+        used = set().union(*(conf.route(s) for s in ("info", "warning", "critical")))
+        self.kafka = KafkaAlertTarget(settings.kafka, conf.publish_timeout_s)
+        self.mqtt = (
+            MqttAlertTarget(settings.mqtt, conf.publish_timeout_s) if "mqtt" in used else None
+        )
+        self.webhook = WebhookTarget(conf, sleep) if "webhook" in used else None
+
+    def start(self) -> None:
+        """Check the alerts topic exists; seed de-duplication from it."""
+        topics = broker_metadata(self.settings.kafka)
+        if self.kafka.topic not in topics:
+            raise ConfigError(
+                f"Kafka topic {self.kafka.topic!r} does not exist; run `iotpipe topics create`"
+            )
+        conf = self.settings.alert
+        if conf.dedupe_seed_from_kafka and conf.dedupe_horizon_s:
+            seen = recent_alerts(self.settings.kafka, self.kafka.topic, conf.dedupe_horizon_s)
+            for alert_id, state in seen:
+                self.gate.remember(alert_id, state)
+            log.info("remembered %d recent alerts from %s", len(seen), self.kafka.topic)
+
+    def emit(self, alerts: Iterable[Alert]) -> None:
+        """Emit a batch; returns once every target has confirmed."""
+        record: list[Alert] = []
+        notify: dict[str, list[Alert]] = {"mqtt": [], "webhook": [], "log": []}
+        for alert in alerts:
+            self.stats.received += 1
+            verdict = self.gate.decide(alert)
+            if verdict is Verdict.DUPLICATE:
+                continue
+            record.append(alert)
+            if verdict is Verdict.NOTIFY:
+                for target in self.settings.alert.route(alert.severity):
+                    notify[target].append(alert)
+        for alert in notify["log"]:
+            log_alert(alert)
+        self.stats.to_log += len(notify["log"])
+        if self.mqtt and notify["mqtt"]:
+            self.mqtt.send(notify["mqtt"])
+            self.stats.to_mqtt += len(notify["mqtt"])
+        if self.webhook:
+            for alert in notify["webhook"]:
+                self._post(self.webhook, alert)
+        if record:
+            self.kafka.send(record)
+            self.stats.to_kafka += len(record)
+
+    def _post(self, webhook: WebhookTarget, alert: Alert) -> None:
+        try:
+            webhook.post(alert)
+            self.stats.to_webhook += 1
+        except ConnectorError as exc:
+            self.stats.webhook_failed += 1
+            log.error("webhook gave up on alert %s: %s", alert.alert_id, exc)
+            if self._dead_letters is None:
+                raise
+            letter = SinkDeadLetter(
+                sink="webhook",
+                reason="retries_exhausted" if exc.retryable else "rejected_by_server",
+                error=str(exc),
+                payload=alert_json(alert).decode(),
+                failed_at=now_ms(),
+                attempts=webhook.attempts,
+                target=webhook.url,
+            )
+            self._dead_letters.send([letter])
+
+    def close(self) -> None:
+        for target in (self.mqtt, self.webhook, self.kafka):
+            if target is not None:
+                target.close()
+
+
+def recent_alerts(kafka: KafkaSettings, topic: str, horizon_s: float) -> list[tuple[str, str]]:
+    """(alert_id, state) of every alert written to ``topic`` in the last ``horizon_s``."""
+    consumer = Consumer(
+        {
+            **kafka.client_config(),
+            "group.id": f"iotpipe-alert-seed-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "latest",
+        }
+    )
+    out: list[tuple[str, str]] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        since = now_ms() - int(horizon_s * 1000)
+        starts = consumer.offsets_for_times(
+            [TopicPartition(topic, p, since) for p in meta.partitions], timeout=10
+        )
+        ends: dict[int, int] = {}
+        for tp in starts:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if 0 <= tp.offset < high:
+                ends[tp.partition] = high
+        consumer.assign([tp for tp in starts if tp.partition in ends])
+        deadline = time.monotonic() + 60
+        while ends and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=5000, timeout=0.5):
+                if msg.error():
+                    continue
+                value = msg.value()
+                if value:
+                    try:
+                        alert = _alert_decoder.decode(value)
+                        out.append((alert.alert_id, alert.state))
+                    except msgspec.DecodeError:
+                        pass
+                offset = msg.offset()
+                if offset is not None and offset + 1 >= ends.get(msg.partition() or 0, 0):
+                    ends.pop(msg.partition() or 0, None)
+    finally:
+        consumer.close()
+    return out
+
+
+class _AlertPartition(StatelessSinkPartition[Any]):
+    def __init__(self, emitter: AlertEmitter, dead_letters: DeadLetterWriter) -> None:
+        self.emitter = emitter
+        self.dead_letters = dead_letters
+
+    def write_batch(self, items: list[Any]) -> None:
+        alerts: list[Alert] = []
+        for item in items:
+            alerts.extend(item if isinstance(item, list | tuple) else [item])
+        self.emitter.emit(alerts)
+
+    def close(self) -> None:
+        self.emitter.close()
+        self.dead_letters.close()
+
+
+class AlertSink(DynamicSink[Any]):
+    """Bytewax sink for ``Alert`` items (or lists of them).
+
+    Key the alert stream by device upstream so one device's events reach one
+    worker, in order: de-duplication and rate limits are per worker.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _AlertPartition:
+        dead_letters = DeadLetterWriter(
+            self.settings.kafka, timeout_s=self.settings.sink.dlq_timeout_s
+        )
+        emitter = AlertEmitter(self.settings, dead_letters)
+        emitter.start()
+        return _AlertPartition(emitter, dead_letters)
