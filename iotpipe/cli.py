@@ -15,20 +15,21 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from flows.runner import run_flow
 from ingest.dlq import DlqFilter, inspect, make_fixup, parse_moment, read_dead_letters, replay
 from ingest.runner import run_ingester
 from iotpipe import __version__
 from iotpipe.catalogue import load_catalogue
 from iotpipe.codec import ReadingDecoder, encode
-from iotpipe.errors import IotpipeError
+from iotpipe.errors import ConfigError, IotpipeError
 from iotpipe.kafka_admin import broker_metadata
 from iotpipe.settings import (
     CONFIG_FILE_VAR,
-    IngestSettings,
     Settings,
     known_variables,
     load_settings,
@@ -36,6 +37,7 @@ from iotpipe.settings import (
 )
 from iotpipe.stack import Stack, Status
 from iotpipe.topics import TopicError, parse_mqtt_reading_topic
+from simulators.cli import simulate
 
 app = typer.Typer(help="IoT stream-processing pipeline.", no_args_is_help=True)
 stack_app = typer.Typer(help="Run the local Mosquitto, Kafka and InfluxDB.", no_args_is_help=True)
@@ -46,6 +48,11 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 dlq_app = typer.Typer(help="Inspect and replay dead-lettered input.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+flow_app = typer.Typer(help="Bytewax dataflows.", no_args_is_help=True)
+app.add_typer(flow_app, name="flow")
+app.command(help="Device fleet simulator: MQTT, Kafka or file output, labelled anomalies.")(
+    simulate
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -113,17 +120,7 @@ def ingest(
     config: ConfigOption = None,
 ) -> None:
     """MQTT -> Kafka ingester: validate, route by sensor type, dead-letter bad input."""
-    settings = _settings(config)
-    overrides = {
-        k: v
-        for k, v in {"instance": instance, "metrics_port": metrics_port}.items()
-        if v is not None
-    }
-    if overrides:
-        ingest_settings = IngestSettings.model_validate(
-            {**settings.ingest.model_dump(), **overrides}
-        )
-        settings = settings.model_copy(update={"ingest": ingest_settings})
+    settings = _override(_settings(config), "ingest", instance=instance, metrics_port=metrics_port)
     _setup_logging(settings)
     stats = run_ingester(settings)
     console.print(stats.summary())
@@ -222,6 +219,67 @@ def dlq_replay(
     console.print(
         f"{report.records:,} messages: {verb} {report.replayed:,} readings; "
         f"still refused: {dict(report.still_refused) or 'none'}"
+    )
+
+
+def _override(settings: Settings, component: str, **values: Any) -> Settings:
+    """Apply command-line options over one settings component, validated again."""
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given:
+        return settings
+    current = getattr(settings, component)
+    try:
+        updated = type(current).model_validate({**current.model_dump(), **given})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from exc
+    return settings.model_copy(update={component: updated})
+
+
+@flow_app.command("run")
+@friendly
+def flow_run(
+    priority: Annotated[
+        str | None,
+        typer.Option(envvar="IOTPIPE_FLOW_PRIORITY", help="normal, high or all sensor types."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-w", envvar="IOTPIPE_FLOW_WORKERS")
+    ] = None,
+    recovery_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="IOTPIPE_FLOW_RECOVERY_DIR", help="Bytewax recovery database."),
+    ] = None,
+    windows: Annotated[
+        str | None, typer.Option(envvar="IOTPIPE_FLOW_WINDOWS", help="e.g. 10s,1m")
+    ] = None,
+    process_id: Annotated[
+        int | None, typer.Option("--process-id", "-i", help="This process's index (cluster).")
+    ] = None,
+    addresses: Annotated[
+        str | None,
+        typer.Option("--addresses", "-a", help="host:port of every process, ';'-separated."),
+    ] = None,
+    to_end: Annotated[
+        bool, typer.Option("--to-end", help="Stop at the end of the topics (batch run).")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Windowed aggregation and anomaly detection from Kafka to InfluxDB and alerts."""
+    settings = _override(
+        _settings(config),
+        "flow",
+        priority=priority,
+        workers=workers,
+        recovery_dir=recovery_dir,
+        windows=windows,
+    )
+    _setup_logging(settings)
+    run_flow(
+        settings,
+        tail=not to_end,
+        process_id=process_id,
+        addresses=addresses.split(";") if addresses else None,
     )
 
 

@@ -287,6 +287,52 @@ class AlertSettings(BaseSettings):
         return frozenset(t for t in route.split(",") if t and enabled[t])
 
 
+class FlowSettings(BaseSettings):
+    """The Bytewax dataflows: windows, lateness, batching, recovery."""
+
+    model_config = _component(f"{ENV_PREFIX}FLOW_")
+
+    windows: str = Field("10s,1m", description="Tumbling window lengths, comma-separated.")
+    allowed_lateness_s: float = Field(5.0, ge=0, description="How late a reading may arrive.")
+    idle_close_s: float = Field(
+        10.0, gt=0, description="Wall time without input before a partition's windows close."
+    )
+    priority: Literal["normal", "high", "all"] = Field(
+        "normal", description="Which sensor types this flow serves (high: own flow, small batches)."
+    )
+    batch_size: int = Field(5000, ge=1, description="Kafka messages per micro-batch (normal).")
+    high_priority_batch_size: int = Field(200, ge=1, description="Micro-batch for high priority.")
+    workers: int = Field(1, ge=1, le=64, description="Bytewax worker threads in this process.")
+    recovery_dir: Path | None = Field(
+        None, description="Bytewax recovery database directory; empty = no recovery."
+    )
+    epoch_interval_s: float = Field(5.0, gt=0, description="Snapshot (epoch) interval.")
+    late_topic: bool = Field(True, description="Send late readings to the `late` Kafka topic.")
+
+    @field_validator("windows")
+    @classmethod
+    def _check_windows(cls, value: str) -> str:
+        parse_durations(value)
+        return value
+
+    def window_lengths_ms(self) -> tuple[int, ...]:
+        return parse_durations(self.windows)
+
+
+_DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+def parse_durations(text: str) -> tuple[int, ...]:
+    """'10s,1m' -> (10000, 60000); raises ValueError naming the bad part."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        match = re.fullmatch(r"(\d+)(ms|s|m|h)", part)
+        if not match or int(match.group(1)) <= 0:
+            raise ValueError(f"{part!r} is not a duration like 500ms, 10s, 1m or 1h")
+        out.append(int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    return tuple(out)
+
+
 class SimulatorSettings(BaseSettings):
     """The device fleet simulator (`iotpipe simulate`); each is also a CLI option."""
 
@@ -359,6 +405,7 @@ class Settings(BaseModel):
     ingest: IngestSettings
     sink: SinkSettings
     alert: AlertSettings
+    flow: FlowSettings
     sim: SimulatorSettings
 
 
@@ -371,6 +418,7 @@ _COMPONENTS: dict[str, type[BaseSettings]] = {
     "ingest": IngestSettings,
     "sink": SinkSettings,
     "alert": AlertSettings,
+    "flow": FlowSettings,
     "sim": SimulatorSettings,
 }
 

@@ -6,7 +6,7 @@ gateway may publish a batch to a shorter topic (``sensors/<site>/<type>`` or
 ``alerts/<site>/<sensor_type>/<device_id>``.
 
 Kafka: ``readings.<sensor_type>``, ``alerts``, ``aggregates``, ``dlq.ingest``,
-``dlq.sink``, all behind an optional prefix (``IOTPIPE_KAFKA_TOPIC_PREFIX``).
+``dlq.sink``, ``late``, all behind an optional prefix (``IOTPIPE_KAFKA_TOPIC_PREFIX``).
 """
 
 from __future__ import annotations
@@ -90,6 +90,11 @@ class KafkaTopics:
     def dlq_sink(self) -> str:
         return f"{self.prefix}dlq.sink"
 
+    @property
+    def late(self) -> str:
+        """Readings that arrived after their window closed (counted, never dropped)."""
+        return f"{self.prefix}late"
+
     def sensor_type_of(self, topic: str) -> str | None:
         """Inverse of ``readings``: the sensor type a readings topic carries."""
         head = f"{self.prefix}readings."
@@ -97,5 +102,5 @@ class KafkaTopics:
 
     def all_topics(self, sensor_types: Iterable[str]) -> list[str]:
         """Every topic the pipeline uses, for creation at start-up."""
-        fixed = [self.alerts, self.aggregates, self.dlq_ingest, self.dlq_sink]
+        fixed = [self.alerts, self.aggregates, self.dlq_ingest, self.dlq_sink, self.late]
         return [self.readings(t) for t in sorted(sensor_types)] + fixed

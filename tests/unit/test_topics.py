@@ -67,4 +67,5 @@ def test_kafka_topics_with_prefix() -> None:
         "prod.aggregates",
         "prod.dlq.ingest",
         "prod.dlq.sink",
+        "prod.late",
     ]

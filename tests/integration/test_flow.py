@@ -1,0 +1,165 @@
+"""The dataflow against real Kafka and InfluxDB, including a kill -9 and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from confluent_kafka import Producer
+from influxdb_client import BucketRetentionRules, InfluxDBClient
+
+from flows.runner import run_flow
+from iotpipe.catalogue import load_catalogue
+from iotpipe.codec import encode
+from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.model import Reading
+from iotpipe.settings import Settings
+from iotpipe.stack import Stack
+from iotpipe.topics import KafkaTopics
+
+CATALOGUE = load_catalogue()
+
+
+@pytest.fixture
+def flow_settings(stack: Stack, unique: str) -> Iterator[Settings]:
+    """Own topics, own bucket, all sensor types, 10 s windows."""
+    base = stack.settings
+    s = base.model_copy(
+        update={
+            "kafka": base.kafka.model_copy(update={"topic_prefix": f"t{unique}.", "partitions": 3}),
+            "influx": base.influx.model_copy(update={"bucket": f"flow-{unique}"}),
+            "flow": base.flow.model_copy(
+                update={
+                    "priority": "all",
+                    "windows": "10s",
+                    "allowed_lateness_s": 1.0,
+                    "epoch_interval_s": 0.5,
+                }
+            ),
+        }
+    )
+    names = KafkaTopics(s.kafka.topic_prefix).all_topics(CATALOGUE.names)
+    ensure_topics(s.kafka, names)
+    influx = s.influx
+    with InfluxDBClient(url=influx.url, token=influx.token.get_secret_value(), org=influx.org) as c:
+        bucket = c.buckets_api().create_bucket(
+            bucket_name=influx.bucket,
+            org=influx.org,
+            retention_rules=BucketRetentionRules(type="expire", every_seconds=0),
+        )
+        yield s
+        c.buckets_api().delete_bucket(bucket)
+    delete_topics(s.kafka, names)
+
+
+def produce(settings: Settings, readings: list[Reading]) -> None:
+    topics = KafkaTopics(settings.kafka.topic_prefix)
+    producer = Producer({**settings.kafka.client_config(), "linger.ms": 20})
+    for r in readings:
+        producer.produce(topics.readings(r.sensor_type), encode(r), r.device_id.encode())
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def fleet(devices: int, seconds: int, t0: int, seed: int = 7) -> list[Reading]:
+    rng = np.random.default_rng(seed)
+    out = []
+    types = ["temperature", "humidity", "pressure", "co2"]
+    for step in range(seconds):
+        for d in range(devices):
+            t = types[d % len(types)]
+            out.append(
+                Reading(
+                    device_id=f"dev-{d}",
+                    sensor_type=t,
+                    site=f"site-{d % 2}",
+                    ts=t0 + step * 1000 + int(rng.integers(0, 1000)),
+                    value=float(
+                        {"temperature": 21, "humidity": 45, "pressure": 1013, "co2": 600}[t]
+                        + rng.normal(0, 0.2)
+                    ),
+                    seq=step,
+                )
+            )
+    return out
+
+
+def expected(readings: list[Reading], length: int = 10_000) -> dict[tuple[str, int], tuple]:
+    groups: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for r in readings:
+        groups[(r.device_id, r.ts - r.ts % length)].append(r.value)
+    return {k: (len(v), float(np.mean(v)), min(v), max(v)) for k, v in groups.items()}
+
+
+def stored_aggregates(settings: Settings) -> dict[tuple[str, int], dict[str, float]]:
+    influx = settings.influx
+    flux = f'''
+      from(bucket: "{influx.bucket}") |> range(start: 0)
+        |> filter(fn: (r) => r._measurement == "sensor_agg" and r.window == "10s")
+        |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+    '''
+    out = {}
+    with InfluxDBClient(url=influx.url, token=influx.token.get_secret_value(), org=influx.org) as c:
+        for table in c.query_api().query(flux):
+            for rec in table.records:
+                start = int(rec.get_time().timestamp() * 1000)
+                out[(rec.values["device_id"], start)] = rec.values
+    return out
+
+
+def assert_matches(stored: dict, want: dict) -> None:
+    assert set(stored) == set(want), (len(stored), len(want))
+    for key, (count, mean, lo, hi) in want.items():
+        row = stored[key]
+        assert row["count"] == count
+        assert row["mean"] == pytest.approx(mean, abs=1e-9)
+        assert (row["min"], row["max"]) == (lo, hi)
+
+
+def test_readings_in_aggregates_out(flow_settings: Settings) -> None:
+    t0 = (int(time.time() * 1000) // 60_000 - 30) * 60_000
+    readings = fleet(devices=40, seconds=45, t0=t0)
+    produce(flow_settings, readings)
+    run_flow(flow_settings, tail=False)
+    assert_matches(stored_aggregates(flow_settings), expected(readings))
+
+
+def test_kill_9_and_resume_gives_the_uninterrupted_result(
+    flow_settings: Settings, tmp_path: Path
+) -> None:
+    t0 = (int(time.time() * 1000) // 60_000 - 60) * 60_000
+    readings = fleet(devices=300, seconds=400, t0=t0)  # 120k readings: a few seconds of work
+    produce(flow_settings, readings)
+    s = flow_settings
+    env = {
+        **os.environ,
+        "IOTPIPE_KAFKA_TOPIC_PREFIX": s.kafka.topic_prefix,
+        "IOTPIPE_KAFKA_PARTITIONS": "3",
+        "IOTPIPE_INFLUX_BUCKET": s.influx.bucket,
+        "IOTPIPE_FLOW_PRIORITY": "all",
+        "IOTPIPE_FLOW_WINDOWS": "10s",
+        "IOTPIPE_FLOW_ALLOWED_LATENESS_S": "1",
+        "IOTPIPE_FLOW_EPOCH_INTERVAL_S": "0.5",
+        "IOTPIPE_FLOW_BATCH_SIZE": "500",
+        "IOTPIPE_FLOW_RECOVERY_DIR": str(tmp_path / "recovery"),
+    }
+    argv = [sys.executable, "-m", "iotpipe", "flow", "run", "--to-end"]
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(4.0)
+    assert first.poll() is None, "the flow finished before it could be killed; add readings"
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    partial = len(stored_aggregates(s))
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    want = expected(readings)
+    assert partial < len(want), "the kill did not land mid-stream"
+    assert_matches(stored_aggregates(s), want)

@@ -1,0 +1,136 @@
+"""The whole dataflow in-process with Bytewax's testing source and sinks."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+
+from flows.dataflow import build_flow
+from iotpipe.codec import decode_reading, encode
+from iotpipe.model import Aggregate, Alert, Reading
+from iotpipe.settings import Settings, load_settings
+
+T0 = 1_764_400_000_000 - 1_764_400_000_000 % 60_000  # a minute boundary
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("IOTPIPE_FLOW_WINDOWS", "10s,1m")
+    monkeypatch.setenv("IOTPIPE_FLOW_ALLOWED_LATENESS_S", "2")
+    monkeypatch.setenv("IOTPIPE_FLOW_PRIORITY", "all")
+    return load_settings()
+
+
+def make_readings(devices: int, per_device: int, seed: int = 1) -> list[Reading]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for step in range(per_device):
+        for d in range(devices):
+            out.append(
+                Reading(
+                    device_id=f"dev-{d}",
+                    sensor_type="temperature" if d % 2 else "humidity",
+                    site=f"site-{d % 3}",
+                    ts=T0 + step * 1000 + int(rng.integers(0, 900)),
+                    value=float(40 + rng.normal(0, 0.5)),
+                    seq=step,
+                )
+            )
+    return out
+
+
+def batches_of(
+    readings: list[Reading], partitions: int, size: int
+) -> list[tuple[str, list[bytes]]]:
+    """Spread by device over partitions like Kafka would, then cut into micro-batches."""
+    parts: dict[int, list[bytes]] = defaultdict(list)
+    for r in readings:
+        parts[int(r.device_id.split("-")[1]) % partitions].append(encode(r))
+    out = []
+    for p, values in sorted(parts.items()):
+        out.extend((f"{p}-readings", values[i : i + size]) for i in range(0, len(values), size))
+    return out
+
+
+def expected_aggregates(readings: list[Reading], length: int) -> dict[tuple[str, int], tuple]:
+    groups: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for r in readings:
+        groups[(r.device_id, r.ts - r.ts % length)].append(r.value)
+    return {
+        k: (len(v), float(np.mean(v)), min(v), max(v), float(np.std(v))) for k, v in groups.items()
+    }
+
+
+def run(settings: Settings, batches: list, workers: int = 1) -> tuple[list, list, list]:
+    aggs: list = []
+    alerts: list = []
+    late: list = []
+    flow = build_flow(
+        settings,
+        source=TestingSource(batches),
+        aggregate_sink=TestingSink(aggs),
+        alert_sink=TestingSink(alerts),
+        late_sink=TestingSink(late),
+        tail=False,
+    )
+    if workers == 1:
+        run_main(flow)
+    else:
+        cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    flat_aggs = [a for item in aggs for a in (item if isinstance(item, list) else [item])]
+    flat_alerts = [a for item in alerts for a in (item if isinstance(item, list) else [item])]
+    return flat_aggs, flat_alerts, late
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_flow_aggregates_match_numpy(settings: Settings, workers: int) -> None:
+    readings = make_readings(devices=30, per_device=75)
+    aggs, _alerts, late = run(settings, batches_of(readings, partitions=4, size=97), workers)
+    assert late == []
+    sensor_agg = [a for a in aggs if isinstance(a, Aggregate)]
+    for label, length in (("10s", 10_000), ("1m", 60_000)):
+        got = {(a.device_id, a.start): a for a in sensor_agg if a.window == label}
+        want = expected_aggregates(readings, length)
+        assert set(got) == set(want)
+        for key, (count, mean, lo, hi, std) in want.items():
+            a = got[key]
+            assert a.count == count and (a.min, a.max) == (lo, hi)
+            assert a.mean == pytest.approx(mean, abs=1e-9)
+            assert a.std == pytest.approx(std, abs=1e-9)
+
+
+def test_late_readings_go_to_the_late_output(settings: Settings) -> None:
+    on_time = [
+        Reading(device_id="d", sensor_type="gas", ts=T0 + i * 1000, value=1.0) for i in range(40)
+    ]
+    straggler = Reading(device_id="d", sensor_type="gas", ts=T0 + 500, value=9.0)
+    batches = [("0-r", [encode(r) for r in on_time]), ("0-r", [encode(straggler)])]
+    aggs, _alerts, late = run(settings, batches)
+    assert [decode_reading(m.value).value for m in late] == [9.0]  # its 10 s window had closed
+    assert late[0].key == b"d"
+    first_10s = next(
+        a for a in aggs if isinstance(a, Aggregate) and a.window == "10s" and a.start == T0
+    )
+    assert first_10s.count == 10 and first_10s.max == 1.0
+    minute = next(a for a in aggs if isinstance(a, Aggregate) and a.window == "1m")
+    assert minute.count == 41 and minute.max == 9.0  # the 1 min window was still open
+
+
+def test_threshold_alert_flows_through(settings: Settings) -> None:
+    normal = [
+        Reading(device_id="g1", sensor_type="gas", ts=T0 + i * 1000, value=2.0) for i in range(30)
+    ]
+    leak = [
+        Reading(device_id="g1", sensor_type="gas", ts=T0 + 30_000 + i * 1000, value=80.0)
+        for i in range(5)
+    ]
+    _aggs, alerts, _late = run(settings, [("0-r", [encode(r) for r in normal + leak])])
+    raised = [
+        a
+        for a in alerts
+        if isinstance(a, Alert) and a.detector == "threshold" and a.state == "raised"
+    ]
+    assert raised and raised[0].severity == "critical" and raised[0].device_id == "g1"
