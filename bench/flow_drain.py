@@ -47,8 +47,7 @@ def preload(settings: Settings, readings: int, devices: int, seed: int = 1) -> f
     topic = KafkaTopics(settings.kafka.topic_prefix).readings("temperature")
     rng = np.random.default_rng(seed)
     t0 = (int(time.time() * 1000) // 60_000 - 120) * 60_000
-    per_device = max(1, readings // devices)
-    step_ms = max(1, (60 * 60_000) // per_device)  # spread over an hour of event time
+    step_ms = 2000  # each device reports every 2 s: ~5 readings per 10 s window
     producer = Producer(
         {
             **settings.kafka.client_config(),

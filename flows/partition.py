@@ -104,16 +104,21 @@ class PartitionState:
         return out
 
     def flush(self) -> Output:
-        """End of input (bounded runs, tests): close every open window."""
+        """End of input (bounded runs, tests): close every open window.
+
+        Detectors only see the real watermark: the end of a bounded input
+        says nothing about devices falling silent.
+        """
         out = Output()
         if self.max_ts is not None:
-            self._close(np.iinfo(np.int64).max // 2, out)
+            self._close(np.iinfo(np.int64).max // 2, out, detector_watermark=self.watermark())
         return out
 
-    def _close(self, watermark: int, out: Output) -> None:
+    def _close(self, watermark: int, out: Output, detector_watermark: int | None = None) -> None:
         for windows in self.windows:
             out.aggregates.extend(windows.close(watermark, self.slots))
-        out.alerts.extend(self.detectors.advance(watermark))
+        wm = watermark if detector_watermark is None else detector_watermark
+        out.alerts.extend(self.detectors.advance(wm))
 
     def snapshot(self) -> PartitionState:
         """An independent copy for Bytewax recovery (pickled by the runtime)."""

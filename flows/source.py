@@ -10,9 +10,10 @@ wrapping).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from iotpipe.errors import ConnectorError
@@ -36,6 +37,18 @@ class _PartitionReader(StatefulSourcePartition[Batch, int]):
         if self._eof:
             raise StopIteration
         msgs = self._consumer.consume(self._batch_size, 0.05)
+        if not msgs:
+            return []
+        if any([m.error() is not None for m in msgs]):
+            return self._with_errors(msgs)
+        values = [m.value() for m in msgs]
+        last = msgs[-1].offset()  # one partition: offsets ascend
+        if last is not None:
+            self._offset = last + 1
+        return [(self._key, cast(list[bytes], values))]
+
+    def _with_errors(self, msgs: list[Message]) -> list[Batch]:
+        """The slow path: end-of-partition markers or broker errors in the batch."""
         values: list[bytes] = []
         last = None
         for msg in msgs:
