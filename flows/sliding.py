@@ -1,0 +1,251 @@
+"""Event-time sliding windows over many devices at once, built from tumbling panes.
+
+A sliding window of length L that advances by S (L a multiple of S) covers
+``n = L / S`` consecutive panes of length S. Each reading goes into exactly one
+pane, so ``add`` costs the same as a tumbling window of length S; a window's
+statistics are only assembled when it closes, by merging its panes. That keeps
+per-reading work independent of ``n`` (the naive way adds every reading to ``n``
+windows).
+
+Panes are flat arrays (one row per open (device, pane) pair) found through a
+dict from a packed int key, as in ``flows.windows``. Each pane keeps its sums
+relative to its own first value; merging re-bases them on the window's first
+pane, so count, mean, min, max, std and last are exact (up to rounding) and a
+large steady signal does not lose its variance to cancellation.
+
+Semantics (the per-reading reference in ``tests/unit/test_sliding.py`` is the
+same): window k covers [k*S, k*S + L) and closes once the watermark reaches
+its end; it is emitted for every device with at least one reading in it. Pane
+p is part of windows p-n+1 .. p, so a reading is *late* when window p (the last
+one containing it) has closed, either by the watermark given to ``add`` or by
+an earlier ``close`` (a watermark that steps back never reopens a window). A
+pane is dropped as soon as window p closes: nothing open needs it any more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from flows.slots import SlotMap
+from flows.windows import SLOT_STRIDE, window_label
+from iotpipe.model import Aggregate
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
+
+_I64_MIN = int(np.iinfo(np.int64).min)
+
+
+@dataclass
+class _Panes:
+    """Open panes, one row each; arrays grow geometrically."""
+
+    slot: I64
+    pane: I64
+    count: I64
+    shift: F64
+    total: F64
+    total_sq: F64
+    low: F64
+    high: F64
+    last_ts: I64
+    last_value: F64
+    active: Mask
+
+    @classmethod
+    def empty(cls, capacity: int) -> _Panes:
+        return cls(
+            slot=np.zeros(capacity, np.int64),
+            pane=np.zeros(capacity, np.int64),
+            count=np.zeros(capacity, np.int64),
+            shift=np.zeros(capacity),
+            total=np.zeros(capacity),
+            total_sq=np.zeros(capacity),
+            low=np.zeros(capacity),
+            high=np.zeros(capacity),
+            last_ts=np.zeros(capacity, np.int64),
+            last_value=np.zeros(capacity),
+            active=np.zeros(capacity, np.bool_),
+        )
+
+    def grow(self, capacity: int) -> None:
+        for name, arr in vars(self).items():
+            bigger = np.zeros(capacity, arr.dtype)
+            bigger[: len(arr)] = arr
+            setattr(self, name, bigger)
+
+
+class SlidingWindows:
+    """Open sliding windows of one length and slide for every device of a partition."""
+
+    def __init__(self, length_ms: int, slide_ms: int) -> None:
+        if slide_ms <= 0 or length_ms <= 0 or length_ms % slide_ms:
+            raise ValueError(
+                f"sliding window length {length_ms} ms must be a positive multiple "
+                f"of the slide {slide_ms} ms"
+            )
+        self.length = length_ms
+        self.slide = slide_ms
+        self.panes_per_window = length_ms // slide_ms
+        self.label = f"{window_label(length_ms)}/{window_label(slide_ms)}"
+        # Every window k <= _closed_k has been emitted (or had no readings).
+        self._closed_k = _I64_MIN
+        self._index: dict[int, int] = {}
+        self._rows = _Panes.empty(1024)
+        self._free: list[int] = list(range(1023, -1, -1))
+
+    @property
+    def open_windows(self) -> int:
+        """Open (device, pane) rows: the state held, not the windows to come."""
+        return len(self._index)
+
+    def _last_closed(self, watermark: int) -> int:
+        """Index of the last window ended by ``watermark`` (clamped to int64)."""
+        return max((watermark - self.length) // self.slide, _I64_MIN)
+
+    def add(self, slots: I64, ts: I64, values: F64, watermark: int) -> Mask:
+        """Fold a batch in; returns the mask of late readings (every window closed)."""
+        pane = ts // self.slide
+        late = pane <= max(self._closed_k, self._last_closed(watermark))
+        if late.any():
+            keep = ~late
+            slots, ts, values, pane = slots[keep], ts[keep], values[keep], pane[keep]
+        if len(ts) == 0:
+            return late
+        keys = pane * SLOT_STRIDE + slots
+        # Stable sort keeps arrival order within each group ("last" tie-break).
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        n_groups = len(starts)
+        group_of = np.empty(len(keys), np.int64)
+        group_of[order] = np.repeat(np.arange(n_groups), np.diff(np.r_[starts, len(keys)]))
+        rows = self._rows_for(sorted_keys[starts], values[order][starts], slots[order][starts])
+        r = self._rows
+        shifted = values - r.shift[rows][group_of]
+        r.count[rows] += np.bincount(group_of, minlength=n_groups)
+        r.total[rows] += np.bincount(group_of, weights=shifted, minlength=n_groups)
+        r.total_sq[rows] += np.bincount(group_of, weights=shifted * shifted, minlength=n_groups)
+        sorted_values = values[order]
+        r.low[rows] = np.minimum(r.low[rows], np.minimum.reduceat(sorted_values, starts))
+        r.high[rows] = np.maximum(r.high[rows], np.maximum.reduceat(sorted_values, starts))
+        # "last" = latest event time; on a tie the later arrival wins.
+        by_time = np.lexsort((np.arange(len(ts)), ts, group_of))
+        last = by_time[np.r_[starts[1:], len(ts)] - 1]
+        newer = ts[last] >= r.last_ts[rows]
+        upd = rows[newer]
+        r.last_ts[upd] = ts[last][newer]
+        r.last_value[upd] = values[last][newer]
+        return late
+
+    def _rows_for(self, keys: I64, first_values: F64, slots: I64) -> I64:
+        """Row of each group's pane, opening new panes as needed."""
+        get = self._index.get
+        rows = np.fromiter((get(k, -1) for k in keys.tolist()), np.int64, count=len(keys))
+        new = np.flatnonzero(rows < 0)
+        if len(new):
+            while len(self._free) < len(new):
+                self._grow()
+            fresh = np.array(self._free[-len(new) :][::-1], np.int64)
+            del self._free[-len(new) :]
+            rows[new] = fresh
+            self._index.update(zip(keys[new].tolist(), fresh.tolist(), strict=True))
+            r = self._rows
+            r.slot[fresh] = slots[new]
+            r.pane[fresh] = keys[new] // SLOT_STRIDE
+            r.count[fresh] = 0
+            r.shift[fresh] = first_values[new]
+            r.total[fresh] = 0.0
+            r.total_sq[fresh] = 0.0
+            r.low[fresh] = np.inf
+            r.high[fresh] = -np.inf
+            r.last_ts[fresh] = np.iinfo(np.int64).min
+            r.active[fresh] = True
+        return rows
+
+    def _grow(self) -> None:
+        old = len(self._rows.slot)
+        self._rows.grow(old * 2)
+        self._free.extend(range(old * 2 - 1, old - 1, -1))
+
+    def close(self, watermark: int, slot_map: SlotMap) -> list[Aggregate]:
+        """Emit every window that ends at or before the watermark; drop unneeded panes."""
+        k_max = self._last_closed(watermark)
+        if k_max <= self._closed_k:
+            return []
+        n = self.panes_per_window
+        r = self._rows
+        cand = np.flatnonzero(r.active & (r.pane <= k_max + n - 1))
+        k_lo = self._closed_k + 1  # first window not emitted yet
+        self._closed_k = k_max
+        if len(cand) == 0:
+            return []
+        # Pair each pane with every closing window it belongs to: k in [p-n+1, p].
+        p = r.pane[cand]
+        lo = np.maximum(p - (n - 1), k_lo)
+        reps = np.minimum(p, k_max) - lo + 1
+        total = int(reps.sum())
+        offsets = np.arange(total) - np.repeat(np.cumsum(reps) - reps, reps)
+        pair_row = np.repeat(cand, reps)
+        pair_k = np.repeat(lo, reps) + offsets
+        pair_slot = r.slot[pair_row]
+        order = np.lexsort((r.pane[pair_row], pair_slot, pair_k))
+        pair_row, pair_k, pair_slot = pair_row[order], pair_k[order], pair_slot[order]
+        change = (pair_k[1:] != pair_k[:-1]) | (pair_slot[1:] != pair_slot[:-1])
+        starts = np.flatnonzero(np.r_[True, change])
+        ends = np.r_[starts[1:], total] - 1
+        out = self._merge(pair_row, starts, ends, pair_k[starts], pair_slot[starts], slot_map)
+        # Pane p is in no open window once window p has closed.
+        gone = cand[p <= k_max]
+        if len(gone):
+            r.active[gone] = False
+            for key in (r.pane[gone] * SLOT_STRIDE + r.slot[gone]).tolist():
+                del self._index[key]
+            self._free.extend(gone.tolist())
+        return out
+
+    def _merge(
+        self, pair_row: I64, starts: I64, ends: I64, win: I64, slots: I64, slot_map: SlotMap
+    ) -> list[Aggregate]:
+        """One Aggregate per group of panes (sorted by pane), re-based on the first pane."""
+        r = self._rows
+        count = r.count[pair_row]
+        total = r.total[pair_row]
+        base = r.shift[pair_row][starts]
+        d = r.shift[pair_row] - np.repeat(base, np.diff(np.r_[starts, len(pair_row)]))
+        n = np.add.reduceat(count, starts)
+        s1 = np.add.reduceat(total + count * d, starts)
+        s2 = np.add.reduceat(r.total_sq[pair_row] + 2.0 * d * total + count * d * d, starts)
+        nf = n.astype(np.float64)
+        mean_shifted = s1 / nf
+        mean = base + mean_shifted
+        std = np.sqrt(np.maximum(s2 / nf - mean_shifted * mean_shifted, 0.0))
+        low = np.minimum.reduceat(r.low[pair_row], starts)
+        high = np.maximum.reduceat(r.high[pair_row], starts)
+        last = r.last_value[pair_row[ends]]  # latest pane holds the latest reading
+        begin = win * self.slide
+        types, sites = slot_map.type_names, slot_map.site_names
+        out = []
+        for i, slot in enumerate(slots.tolist()):
+            start = int(begin[i])
+            out.append(
+                Aggregate(
+                    device_id=slot_map.device_ids[slot],
+                    sensor_type=types[slot_map.slot_type[slot]],
+                    site=sites[slot_map.slot_site[slot]],
+                    window=self.label,
+                    start=start,
+                    end=start + self.length,
+                    count=int(n[i]),
+                    mean=float(mean[i]),
+                    min=float(low[i]),
+                    max=float(high[i]),
+                    std=float(std[i]),
+                    last=float(last[i]),
+                )
+            )
+        return out
