@@ -81,7 +81,10 @@ def preload(mqtt_settings: MqttSettings, messages: list[tuple[str, bytes]]) -> f
     client.connect(mqtt_settings.host, mqtt_settings.port)
     client.loop_start()
     start = time.perf_counter()
-    for topic, payload in messages:
+    for i, (topic, payload) in enumerate(messages):
+        # paho rescans its whole outgoing queue on every PUBACK, so keep it short.
+        while i - acked[0] > 2000:
+            time.sleep(0.001)
         client.publish(topic, payload, qos=1)
     if not done.wait(600):
         raise SystemExit(f"broker acknowledged only {acked[0]} of {len(messages)}")

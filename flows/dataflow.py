@@ -70,6 +70,8 @@ def flow_config(settings: Settings) -> FlowConfig:
     f = settings.flow
     return FlowConfig(
         windows_ms=f.window_lengths_ms(),
+        sliding_ms=f.sliding_ms(),
+        session_gap_ms=int(f.session_gap_s * 1000),
         allowed_lateness_ms=int(f.allowed_lateness_s * 1000),
         idle_close_ms=int(f.idle_close_s * 1000),
         detectors=DetectorConfig(),

@@ -16,6 +16,8 @@ import msgspec
 import numpy as np
 
 from flows.detectors import DetectorBank, DetectorConfig
+from flows.sessions import SessionWindows
+from flows.sliding import SlidingWindows
 from flows.slots import SlotMap
 from flows.windows import TumblingWindows
 from iotpipe.catalogue import Catalogue
@@ -28,6 +30,8 @@ class FlowConfig:
     """Window lengths, lateness and idle handling for one flow."""
 
     windows_ms: tuple[int, ...] = (10_000, 60_000)
+    sliding_ms: tuple[tuple[int, int], ...] = ()  # (length, slide) pairs
+    session_gap_ms: int = 0  # 0 = no session windows
     allowed_lateness_ms: int = 5_000
     idle_close_ms: int = 10_000  # wall time without input before the watermark moves on
     detectors: DetectorConfig = field(default_factory=DetectorConfig)
@@ -49,7 +53,12 @@ class PartitionState:
     def __init__(self, catalogue: Catalogue, config: FlowConfig) -> None:
         self.config = config
         self.slots = SlotMap(sorted(catalogue.names))
-        self.windows = [TumblingWindows(ms) for ms in config.windows_ms]
+        self.windows: list[TumblingWindows | SlidingWindows | SessionWindows] = [
+            TumblingWindows(ms) for ms in config.windows_ms
+        ]
+        self.windows += [SlidingWindows(length, slide) for length, slide in config.sliding_ms]
+        if config.session_gap_ms:
+            self.windows.append(SessionWindows(config.session_gap_ms))
         self.detectors = DetectorBank(catalogue, self.slots, config.detectors)
         self.max_ts: int | None = None
         self.wall_at_max = 0.0

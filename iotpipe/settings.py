@@ -293,6 +293,12 @@ class FlowSettings(BaseSettings):
     model_config = _component(f"{ENV_PREFIX}FLOW_")
 
     windows: str = Field("10s,1m", description="Tumbling window lengths, comma-separated.")
+    sliding: str = Field(
+        "", description="Sliding windows as length/slide pairs, e.g. 1m/10s,5m/1m; empty = none."
+    )
+    session_gap_s: float = Field(
+        0.0, ge=0, description="Session windows: a gap this long ends a burst; 0 = none."
+    )
     allowed_lateness_s: float = Field(5.0, ge=0, description="How late a reading may arrive.")
     idle_close_s: float = Field(
         10.0, gt=0, description="Wall time without input before a partition's windows close."
@@ -315,8 +321,17 @@ class FlowSettings(BaseSettings):
         parse_durations(value)
         return value
 
+    @field_validator("sliding")
+    @classmethod
+    def _check_sliding(cls, value: str) -> str:
+        parse_sliding(value)
+        return value
+
     def window_lengths_ms(self) -> tuple[int, ...]:
         return parse_durations(self.windows)
+
+    def sliding_ms(self) -> tuple[tuple[int, int], ...]:
+        return parse_sliding(self.sliding)
 
 
 _DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
@@ -390,6 +405,20 @@ class SimulatorSettings(BaseSettings):
     replay: Path | None = Field(None, description="CSV (timestamp,value) to replay.")
     replay_type: str = Field("", description="Sensor type of the replayed series.")
     replay_devices: int = Field(1, ge=1, description="Devices that replay the series.")
+
+
+def parse_sliding(text: str) -> tuple[tuple[int, int], ...]:
+    """'1m/10s,5m/1m' -> ((60000, 10000), (300000, 60000)); length a multiple of slide."""
+    pairs = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        length_text, sep, slide_text = part.partition("/")
+        if not sep:
+            raise ValueError(f"{part!r} is not length/slide, e.g. 1m/10s")
+        (length,), (slide,) = parse_durations(length_text), parse_durations(slide_text)
+        if length % slide:
+            raise ValueError(f"{part!r}: the length must be a multiple of the slide")
+        pairs.append((length, slide))
+    return tuple(pairs)
 
 
 class Settings(BaseModel):

@@ -10,6 +10,7 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from flows.dataflow import build_flow
 from iotpipe.codec import decode_reading, encode
+from iotpipe.errors import ConfigError
 from iotpipe.model import Aggregate, Alert, Reading
 from iotpipe.settings import Settings, load_settings
 
@@ -134,3 +135,33 @@ def test_threshold_alert_flows_through(settings: Settings) -> None:
         if isinstance(a, Alert) and a.detector == "threshold" and a.state == "raised"
     ]
     assert raised and raised[0].severity == "critical" and raised[0].device_id == "g1"
+
+
+def test_sliding_and_session_windows_in_the_flow(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IOTPIPE_FLOW_SLIDING", "20s/10s")
+    monkeypatch.setenv("IOTPIPE_FLOW_SESSION_GAP_S", "5")
+    s = load_settings()
+    # One device: a 15 s burst (1 reading/s), a 30 s pause, then a 10 s burst.
+    times = [T0 + i * 1000 for i in range(15)] + [T0 + 45_000 + i * 1000 for i in range(10)]
+    readings = [
+        Reading(device_id="s1", sensor_type="co2", ts=t, value=float(i))
+        for i, t in enumerate(times)
+    ]
+    aggs, _alerts, _late = run(s, [("0-r", [encode(r) for r in readings])])
+    sessions = sorted(
+        (a.start, a.count) for a in aggs if isinstance(a, Aggregate) and a.window == "session"
+    )
+    assert sessions == [(T0, 15), (T0 + 45_000, 10)]
+    sliding = {a.start: a.count for a in aggs if isinstance(a, Aggregate) and a.window == "20s/10s"}
+    # Window [T0-10s, T0+10s) holds the first 10 readings; [T0, T0+20s) all 15.
+    assert sliding[T0 - 10_000] == 10 and sliding[T0] == 15
+    assert sum(1 for a in aggs if isinstance(a, Aggregate) and a.window == "10s") == 4
+
+
+@pytest.mark.parametrize("bad", ["1m", "1m/7s", "x/10s", "10s/0s"])
+def test_bad_sliding_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    monkeypatch.setenv("IOTPIPE_FLOW_SLIDING", bad)
+    with pytest.raises(ConfigError, match=r"^IOTPIPE_FLOW_SLIDING:"):
+        load_settings()
