@@ -24,13 +24,11 @@ pane is dropped as soon as window p closes: nothing open needs it any more.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import numpy.typing as npt
 
 from flows.slots import SlotMap
-from flows.windows import SLOT_STRIDE, window_label
+from flows.windows import SLOT_STRIDE, OpenRows, window_label
 from iotpipe.model import Aggregate
 
 F64 = npt.NDArray[np.float64]
@@ -38,45 +36,6 @@ I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 
 _I64_MIN = int(np.iinfo(np.int64).min)
-
-
-@dataclass
-class _Panes:
-    """Open panes, one row each; arrays grow geometrically."""
-
-    slot: I64
-    pane: I64
-    count: I64
-    shift: F64
-    total: F64
-    total_sq: F64
-    low: F64
-    high: F64
-    last_ts: I64
-    last_value: F64
-    active: Mask
-
-    @classmethod
-    def empty(cls, capacity: int) -> _Panes:
-        return cls(
-            slot=np.zeros(capacity, np.int64),
-            pane=np.zeros(capacity, np.int64),
-            count=np.zeros(capacity, np.int64),
-            shift=np.zeros(capacity),
-            total=np.zeros(capacity),
-            total_sq=np.zeros(capacity),
-            low=np.zeros(capacity),
-            high=np.zeros(capacity),
-            last_ts=np.zeros(capacity, np.int64),
-            last_value=np.zeros(capacity),
-            active=np.zeros(capacity, np.bool_),
-        )
-
-    def grow(self, capacity: int) -> None:
-        for name, arr in vars(self).items():
-            bigger = np.zeros(capacity, arr.dtype)
-            bigger[: len(arr)] = arr
-            setattr(self, name, bigger)
 
 
 class SlidingWindows:
@@ -94,14 +53,12 @@ class SlidingWindows:
         self.label = f"{window_label(length_ms)}/{window_label(slide_ms)}"
         # Every window k <= _closed_k has been emitted (or had no readings).
         self._closed_k = _I64_MIN
-        self._index: dict[int, int] = {}
-        self._rows = _Panes.empty(1024)
-        self._free: list[int] = list(range(1023, -1, -1))
+        self._open = OpenRows()
 
     @property
     def open_windows(self) -> int:
         """Open (device, pane) rows: the state held, not the windows to come."""
-        return len(self._index)
+        return len(self._open)
 
     def _last_closed(self, watermark: int) -> int:
         """Index of the last window ended by ``watermark`` (clamped to int64)."""
@@ -124,8 +81,8 @@ class SlidingWindows:
         n_groups = len(starts)
         group_of = np.empty(len(keys), np.int64)
         group_of[order] = np.repeat(np.arange(n_groups), np.diff(np.r_[starts, len(keys)]))
-        rows = self._rows_for(sorted_keys[starts], values[order][starts], slots[order][starts])
-        r = self._rows
+        rows = self._open.rows_for(sorted_keys[starts], values[order][starts], slots[order][starts])
+        r = self._open.rows
         shifted = values - r.shift[rows][group_of]
         r.count[rows] += np.bincount(group_of, minlength=n_groups)
         r.total[rows] += np.bincount(group_of, weights=shifted, minlength=n_groups)
@@ -142,50 +99,20 @@ class SlidingWindows:
         r.last_value[upd] = values[last][newer]
         return late
 
-    def _rows_for(self, keys: I64, first_values: F64, slots: I64) -> I64:
-        """Row of each group's pane, opening new panes as needed."""
-        get = self._index.get
-        rows = np.fromiter((get(k, -1) for k in keys.tolist()), np.int64, count=len(keys))
-        new = np.flatnonzero(rows < 0)
-        if len(new):
-            while len(self._free) < len(new):
-                self._grow()
-            fresh = np.array(self._free[-len(new) :][::-1], np.int64)
-            del self._free[-len(new) :]
-            rows[new] = fresh
-            self._index.update(zip(keys[new].tolist(), fresh.tolist(), strict=True))
-            r = self._rows
-            r.slot[fresh] = slots[new]
-            r.pane[fresh] = keys[new] // SLOT_STRIDE
-            r.count[fresh] = 0
-            r.shift[fresh] = first_values[new]
-            r.total[fresh] = 0.0
-            r.total_sq[fresh] = 0.0
-            r.low[fresh] = np.inf
-            r.high[fresh] = -np.inf
-            r.last_ts[fresh] = np.iinfo(np.int64).min
-            r.active[fresh] = True
-        return rows
-
-    def _grow(self) -> None:
-        old = len(self._rows.slot)
-        self._rows.grow(old * 2)
-        self._free.extend(range(old * 2 - 1, old - 1, -1))
-
     def close(self, watermark: int, slot_map: SlotMap) -> list[Aggregate]:
         """Emit every window that ends at or before the watermark; drop unneeded panes."""
         k_max = self._last_closed(watermark)
         if k_max <= self._closed_k:
             return []
         n = self.panes_per_window
-        r = self._rows
-        cand = np.flatnonzero(r.active & (r.pane <= k_max + n - 1))
+        r = self._open.rows
+        cand = np.flatnonzero(r.active & (r.wid <= k_max + n - 1))
         k_lo = self._closed_k + 1  # first window not emitted yet
         self._closed_k = k_max
         if len(cand) == 0:
             return []
         # Pair each pane with every closing window it belongs to: k in [p-n+1, p].
-        p = r.pane[cand]
+        p = r.wid[cand]
         lo = np.maximum(p - (n - 1), k_lo)
         reps = np.minimum(p, k_max) - lo + 1
         total = int(reps.sum())
@@ -193,7 +120,7 @@ class SlidingWindows:
         pair_row = np.repeat(cand, reps)
         pair_k = np.repeat(lo, reps) + offsets
         pair_slot = r.slot[pair_row]
-        order = np.lexsort((r.pane[pair_row], pair_slot, pair_k))
+        order = np.lexsort((r.wid[pair_row], pair_slot, pair_k))
         pair_row, pair_k, pair_slot = pair_row[order], pair_k[order], pair_slot[order]
         change = (pair_k[1:] != pair_k[:-1]) | (pair_slot[1:] != pair_slot[:-1])
         starts = np.flatnonzero(np.r_[True, change])
@@ -202,17 +129,14 @@ class SlidingWindows:
         # Pane p is in no open window once window p has closed.
         gone = cand[p <= k_max]
         if len(gone):
-            r.active[gone] = False
-            for key in (r.pane[gone] * SLOT_STRIDE + r.slot[gone]).tolist():
-                del self._index[key]
-            self._free.extend(gone.tolist())
+            self._open.release(gone)
         return out
 
     def _merge(
         self, pair_row: I64, starts: I64, ends: I64, win: I64, slots: I64, slot_map: SlotMap
     ) -> list[Aggregate]:
         """One Aggregate per group of panes (sorted by pane), re-based on the first pane."""
-        r = self._rows
+        r = self._open.rows
         count = r.count[pair_row]
         total = r.total[pair_row]
         base = r.shift[pair_row][starts]

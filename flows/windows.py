@@ -38,8 +38,11 @@ def window_label(length_ms: int) -> str:
 
 
 @dataclass
-class _Rows:
-    """Open windows, one row each; arrays grow geometrically."""
+class StatRows:
+    """Open windows (or panes), one row each; arrays grow geometrically.
+
+    ``wid`` is the window (or pane) index: start // length.
+    """
 
     slot: I64
     wid: I64
@@ -54,7 +57,7 @@ class _Rows:
     active: npt.NDArray[np.bool_]
 
     @classmethod
-    def empty(cls, capacity: int) -> _Rows:
+    def empty(cls, capacity: int) -> StatRows:
         return cls(
             slot=np.zeros(capacity, np.int64),
             wid=np.zeros(capacity, np.int64),
@@ -76,19 +79,70 @@ class _Rows:
             setattr(self, name, bigger)
 
 
+class OpenRows:
+    """Rows of open (device, window) pairs, found by a packed key; freed rows are reused.
+
+    Shared by tumbling windows and the panes of sliding windows.
+    """
+
+    def __init__(self) -> None:
+        self.index: dict[int, int] = {}
+        self.rows = StatRows.empty(1024)
+        self._free: list[int] = list(range(1023, -1, -1))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def rows_for(self, keys: I64, first_values: F64, slots: I64) -> I64:
+        """Row of each key (``wid * SLOT_STRIDE + slot``), opening new rows as needed."""
+        get = self.index.get
+        rows = np.fromiter((get(k, -1) for k in keys.tolist()), np.int64, count=len(keys))
+        new = np.flatnonzero(rows < 0)
+        if len(new):
+            while len(self._free) < len(new):
+                self._grow()
+            fresh = np.array(self._free[-len(new) :][::-1], np.int64)
+            del self._free[-len(new) :]
+            rows[new] = fresh
+            self.index.update(zip(keys[new].tolist(), fresh.tolist(), strict=True))
+            r = self.rows
+            r.slot[fresh] = slots[new]
+            r.wid[fresh] = keys[new] // SLOT_STRIDE
+            r.count[fresh] = 0
+            r.shift[fresh] = first_values[new]
+            r.total[fresh] = 0.0
+            r.total_sq[fresh] = 0.0
+            r.low[fresh] = np.inf
+            r.high[fresh] = -np.inf
+            r.last_ts[fresh] = np.iinfo(np.int64).min
+            r.active[fresh] = True
+        return rows
+
+    def release(self, rows: I64) -> None:
+        """Forget closed rows and make them reusable."""
+        r = self.rows
+        r.active[rows] = False
+        for key in (r.wid[rows] * SLOT_STRIDE + r.slot[rows]).tolist():
+            del self.index[key]
+        self._free.extend(rows.tolist())
+
+    def _grow(self) -> None:
+        old = len(self.rows.slot)
+        self.rows.grow(old * 2)
+        self._free.extend(range(old * 2 - 1, old - 1, -1))
+
+
 class TumblingWindows:
     """Open tumbling windows of one length for every device of a partition."""
 
     def __init__(self, length_ms: int) -> None:
         self.length = length_ms
         self.label = window_label(length_ms)
-        self._index: dict[int, int] = {}
-        self._rows = _Rows.empty(1024)
-        self._free: list[int] = list(range(1023, -1, -1))
+        self._open = OpenRows()
 
     @property
     def open_windows(self) -> int:
-        return len(self._index)
+        return len(self._open)
 
     def add(self, slots: I64, ts: I64, values: F64, watermark: int) -> npt.NDArray[np.bool_]:
         """Fold a batch in; returns the mask of late readings (window already closed)."""
@@ -107,8 +161,8 @@ class TumblingWindows:
         group_keys = sorted_keys[starts]
         group_of = np.empty(len(keys), np.int64)
         group_of[order] = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(keys)]))
-        rows = self._rows_for(group_keys, values[order][starts], slots[order][starts])
-        r = self._rows
+        rows = self._open.rows_for(group_keys, values[order][starts], slots[order][starts])
+        r = self._open.rows
         shifted = values - r.shift[rows][group_of]
         n_groups = len(starts)
         r.count[rows] += np.bincount(group_of, minlength=n_groups)
@@ -127,38 +181,9 @@ class TumblingWindows:
         r.last_value[upd] = values[last][newer]
         return late
 
-    def _rows_for(self, keys: I64, first_values: F64, slots: I64) -> I64:
-        """Row of each group's window, opening new windows as needed."""
-        get = self._index.get
-        rows = np.fromiter((get(k, -1) for k in keys.tolist()), np.int64, count=len(keys))
-        new = np.flatnonzero(rows < 0)
-        if len(new):
-            while len(self._free) < len(new):
-                self._grow()
-            fresh = np.array([self._free.pop() for _ in range(len(new))], np.int64)
-            rows[new] = fresh
-            self._index.update(zip(keys[new].tolist(), fresh.tolist(), strict=True))
-            r = self._rows
-            r.slot[fresh] = slots[new]
-            r.wid[fresh] = keys[new] // SLOT_STRIDE
-            r.count[fresh] = 0
-            r.shift[fresh] = first_values[new]
-            r.total[fresh] = 0.0
-            r.total_sq[fresh] = 0.0
-            r.low[fresh] = np.inf
-            r.high[fresh] = -np.inf
-            r.last_ts[fresh] = np.iinfo(np.int64).min
-            r.active[fresh] = True
-        return rows
-
-    def _grow(self) -> None:
-        old = len(self._rows.slot)
-        self._rows.grow(old * 2)
-        self._free.extend(range(old * 2 - 1, old - 1, -1))
-
     def close(self, watermark: int, slot_map: SlotMap) -> list[Aggregate]:
         """Emit and forget every window that ends at or before the watermark."""
-        r = self._rows
+        r = self._open.rows
         done = np.flatnonzero(r.active & ((r.wid + 1) * self.length <= watermark))
         if len(done) == 0:
             return []
@@ -189,9 +214,5 @@ class TumblingWindows:
                     last=float(r.last_value[row]),
                 )
             )
-        r.active[done] = False
-        keys = (r.wid[done] * SLOT_STRIDE + r.slot[done]).tolist()
-        for key in keys:
-            del self._index[key]
-        self._free.extend(done.tolist())
+        self._open.release(done)
         return out
