@@ -118,6 +118,32 @@ class OpenRows:
             r.active[fresh] = True
         return rows
 
+    def fold(self, keys: I64, slots: I64, ts: I64, values: F64) -> None:
+        """Add a batch's readings to the rows of their keys, all groups at once."""
+        # Stable sort by key keeps arrival order within each group ("first", "last").
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        n_groups = len(starts)
+        group_of = np.empty(len(keys), np.int64)
+        group_of[order] = np.repeat(np.arange(n_groups), np.diff(np.r_[starts, len(keys)]))
+        rows = self.rows_for(sorted_keys[starts], values[order][starts], slots[order][starts])
+        r = self.rows
+        shifted = values - r.shift[rows][group_of]
+        r.count[rows] += np.bincount(group_of, minlength=n_groups)
+        r.total[rows] += np.bincount(group_of, weights=shifted, minlength=n_groups)
+        r.total_sq[rows] += np.bincount(group_of, weights=shifted * shifted, minlength=n_groups)
+        sorted_values = values[order]
+        r.low[rows] = np.minimum(r.low[rows], np.minimum.reduceat(sorted_values, starts))
+        r.high[rows] = np.maximum(r.high[rows], np.maximum.reduceat(sorted_values, starts))
+        # "last" = latest event time; on a tie the later arrival wins.
+        by_time = np.lexsort((np.arange(len(ts)), ts, group_of))
+        last = by_time[np.r_[starts[1:], len(ts)] - 1]
+        newer = ts[last] >= r.last_ts[rows]
+        upd = rows[newer]
+        r.last_ts[upd] = ts[last][newer]
+        r.last_value[upd] = values[last][newer]
+
     def release(self, rows: I64) -> None:
         """Forget closed rows and make them reusable."""
         r = self.rows
@@ -153,32 +179,7 @@ class TumblingWindows:
             slots, ts, values, wid = slots[keep], ts[keep], values[keep], wid[keep]
         if len(ts) == 0:
             return late
-        keys = wid * SLOT_STRIDE + slots
-        # Stable sort by key keeps arrival order within each group ("first", "last").
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-        group_keys = sorted_keys[starts]
-        group_of = np.empty(len(keys), np.int64)
-        group_of[order] = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(keys)]))
-        rows = self._open.rows_for(group_keys, values[order][starts], slots[order][starts])
-        r = self._open.rows
-        shifted = values - r.shift[rows][group_of]
-        n_groups = len(starts)
-        r.count[rows] += np.bincount(group_of, minlength=n_groups)
-        r.total[rows] += np.bincount(group_of, weights=shifted, minlength=n_groups)
-        r.total_sq[rows] += np.bincount(group_of, weights=shifted * shifted, minlength=n_groups)
-        sorted_values = values[order]
-        r.low[rows] = np.minimum(r.low[rows], np.minimum.reduceat(sorted_values, starts))
-        r.high[rows] = np.maximum(r.high[rows], np.maximum.reduceat(sorted_values, starts))
-        # "last" = latest event time; on a tie the later arrival wins.
-        by_time = np.lexsort((np.arange(len(ts)), ts, group_of))
-        ends = np.r_[starts[1:], len(ts)] - 1
-        last = by_time[ends]
-        newer = ts[last] >= r.last_ts[rows]
-        upd = rows[newer]
-        r.last_ts[upd] = ts[last][newer]
-        r.last_value[upd] = values[last][newer]
+        self._open.fold(wid * SLOT_STRIDE + slots, slots, ts, values)
         return late
 
     def close(self, watermark: int, slot_map: SlotMap) -> list[Aggregate]:
