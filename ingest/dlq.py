@@ -20,9 +20,9 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from ingest.kafka import producer_config
+from ingest.kafka import KafkaWriter, producer_config
 from iotpipe.catalogue import Catalogue
 from iotpipe.codec import ReadingDecoder, encode
 from iotpipe.errors import ConfigError, ConnectorError
@@ -223,8 +223,13 @@ def replay(
     """Decode refused items again and produce those that now pass."""
     report = ReplayReport()
     topics = KafkaTopics(settings.kafka.topic_prefix)
-    producer = None if dry_run else Producer(producer_config(settings.kafka, settings.ingest))
+    writer = None if dry_run else KafkaWriter(producer_config(settings.kafka, settings.ingest))
     failures: list[str] = []
+
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failures.append(str(err))
+
     for record in records:
         if not filt.matches(record):
             continue
@@ -241,16 +246,18 @@ def replay(
             for reading in result.readings:
                 reading.ingest_ts = int(time.time() * 1000)
                 report.replayed += 1
-                if producer is not None:
-                    producer.produce(
+                if writer is not None:
+                    writer.produce(
                         topics.readings(reading.sensor_type),
                         encode(reading),
                         reading.device_id.encode(),
-                        on_delivery=lambda err, _m: failures.append(str(err)) if err else None,
+                        delivered,
                     )
-                    producer.poll(0)
-    if producer is not None and producer.flush(60) != 0:
-        raise ConnectorError("replay: Kafka did not confirm every write within 60 s")
+    if writer is not None:
+        drained = writer.drain(60)
+        writer.close()
+        if not drained:
+            raise ConnectorError("replay: Kafka did not confirm every write within 60 s")
     if failures:
         raise ConnectorError(f"replay: {len(failures)} writes failed, e.g. {failures[0]}")
     return report

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from influxdb_client import BucketRetentionRules, InfluxDBClient
 
 from iotpipe.kafka_admin import delete_topics, ensure_topics
 from iotpipe.settings import KafkaSettings, Settings, load_settings
@@ -61,3 +62,26 @@ def kafka_topic(stack: Stack, unique: str) -> Iterator[Callable[..., str]]:
     yield make
     if made:
         delete_topics(kafka, made)
+
+
+@pytest.fixture
+def influx(stack: Stack) -> Iterator[InfluxDBClient]:
+    """influxdb-client connected to the stack's InfluxDB."""
+    s = stack.settings.influx
+    with InfluxDBClient(
+        url=s.url, token=s.token.get_secret_value(), org=s.org, timeout=s.timeout_ms
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def bucket(influx: InfluxDBClient, stack: Stack, unique: str) -> Iterator[str]:
+    """A fresh bucket per test, deleted afterwards."""
+    api = influx.buckets_api()
+    created = api.create_bucket(
+        bucket_name=f"test-{unique}",
+        org=stack.settings.influx.org,
+        retention_rules=BucketRetentionRules(type="expire", every_seconds=0),
+    )
+    yield created.name
+    api.delete_bucket(created)

@@ -141,7 +141,13 @@ def isolated_settings(base: Settings, unique: str, **ingest: object) -> Settings
         update={
             "kafka": base.kafka.model_copy(update={"topic_prefix": f"t{unique}."}),
             "ingest": base.ingest.model_copy(
-                update={"metrics_port": 0, "log_interval_s": 0, "session_expiry_s": 600, **ingest}
+                update={
+                    "instance": f"t{unique}",  # own persistent session, never a leftover one
+                    "metrics_port": 0,
+                    "log_interval_s": 0,
+                    "session_expiry_s": 600,
+                    **ingest,
+                }
             ),
         }
     )

@@ -64,7 +64,12 @@ def produce(settings: Settings, readings: list[Reading]) -> None:
     topics = KafkaTopics(settings.kafka.topic_prefix)
     producer = Producer({**settings.kafka.client_config(), "linger.ms": 20})
     for r in readings:
-        producer.produce(topics.readings(r.sensor_type), encode(r), r.device_id.encode())
+        while True:
+            try:
+                producer.produce(topics.readings(r.sensor_type), encode(r), r.device_id.encode())
+                break
+            except BufferError:  # librdkafka's local queue is full: let it drain
+                producer.poll(0.1)
         producer.poll(0)
     assert producer.flush(30) == 0
 

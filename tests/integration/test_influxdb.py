@@ -3,35 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 
-import pytest
-from influxdb_client import BucketRetentionRules, InfluxDBClient, Point, WritePrecision
+from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 
 from iotpipe.stack import Stack
-
-
-@pytest.fixture
-def influx(stack: Stack) -> Iterator[InfluxDBClient]:
-    s = stack.settings.influx
-    with InfluxDBClient(
-        url=s.url, token=s.token.get_secret_value(), org=s.org, timeout=s.timeout_ms
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def bucket(influx: InfluxDBClient, stack: Stack, unique: str) -> Iterator[str]:
-    """A fresh bucket per test, deleted afterwards."""
-    api = influx.buckets_api()
-    created = api.create_bucket(
-        bucket_name=f"test-{unique}",
-        org=stack.settings.influx.org,
-        retention_rules=BucketRetentionRules(type="expire", every_seconds=0),
-    )
-    yield created.name
-    api.delete_bucket(created)
 
 
 def query_rows(influx: InfluxDBClient, bucket: str, measurement: str) -> list[dict[str, object]]:

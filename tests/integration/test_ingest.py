@@ -50,7 +50,7 @@ def pipeline(stack: Stack, unique: str) -> Iterator[Callable[..., Settings]]:
 
     yield make
     for s in made:
-        for instance in ("1", "2", s.ingest.instance):
+        for instance in (s.ingest.instance, f"{s.ingest.instance}b"):
             forget_session(s.mqtt, f"{s.mqtt.client_id_prefix}-ingest-{instance}")
     if made:
         s = made[0]
@@ -241,12 +241,12 @@ def assert_every_seq_arrived(settings: Settings, devices: list[str], count: int)
     return sum(n - 1 for c in seen.values() for n in c.values())
 
 
-def ingester_process(settings: Settings, instance: str = "1") -> subprocess.Popen[bytes]:
+def ingester_process(settings: Settings) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "IOTPIPE_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "IOTPIPE_MQTT_SHARED_GROUP": settings.mqtt.shared_group,
-        "IOTPIPE_INGEST_INSTANCE": instance,
+        "IOTPIPE_INGEST_INSTANCE": settings.ingest.instance,
         "IOTPIPE_INGEST_METRICS_PORT": "0",
         "IOTPIPE_INGEST_LOG_INTERVAL_S": "1",
         "IOTPIPE_INGEST_SESSION_EXPIRY_S": "600",
@@ -391,7 +391,9 @@ def test_mosquitto_restart_mid_stream(
 def test_two_ingesters_share_the_load(pipeline: Callable[..., Settings], unique: str) -> None:
     s = pipeline()
     s = s.model_copy(update={"mqtt": s.mqtt.model_copy(update={"shared_group": f"g{unique}"})})
-    s2 = s.model_copy(update={"ingest": s.ingest.model_copy(update={"instance": "2"})})
+    s2 = s.model_copy(
+        update={"ingest": s.ingest.model_copy(update={"instance": f"{s.ingest.instance}b"})}
+    )
     devices = [f"sh-{unique}-{i}" for i in range(10)]
     count = 300
     pub = Publisher(s.mqtt, f"pub-{unique}")

@@ -16,7 +16,7 @@ from bytewax.operators import output as bw_output
 from bytewax.testing import TestingSource, run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from influxdb_client import BucketRetentionRules, InfluxDBClient
+from influxdb_client import InfluxDBClient
 
 from iotpipe.errors import ConfigError
 from iotpipe.kafka_admin import delete_topics, ensure_topics
@@ -29,27 +29,6 @@ from sinks.influx import InfluxSink, InfluxWriter
 from tests.integration.pipeline import read_topics
 
 T0 = 1_764_400_000_000
-
-
-@pytest.fixture
-def influx(stack: Stack) -> Iterator[InfluxDBClient]:
-    s = stack.settings.influx
-    with InfluxDBClient(
-        url=s.url, token=s.token.get_secret_value(), org=s.org, timeout=s.timeout_ms
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def bucket(influx: InfluxDBClient, stack: Stack, unique: str) -> Iterator[str]:
-    api = influx.buckets_api()
-    created = api.create_bucket(
-        bucket_name=f"sink-{unique}",
-        org=stack.settings.influx.org,
-        retention_rules=BucketRetentionRules(type="expire", every_seconds=0),
-    )
-    yield created.name
-    api.delete_bucket(created)
 
 
 @pytest.fixture
