@@ -23,7 +23,8 @@ Detectors (names as they appear in ``Alert.detector``):
                     sigma); ``rate_critical_factor`` times that rate is critical.
 ``stuck``           the same value (within ``stuck_epsilon`` of the run's first
                     value) for at least ``stuck_min_count`` readings AND
-                    ``stuck_min_duration_ms``.
+                    ``stuck_min_duration_ms`` (per type from the catalogue's
+                    ``stuck_min_count`` / ``stuck_min_s`` where set).
 ``silence``         no reading for more than ``silence_timeout_ms`` of event time,
                     checked by ``advance(watermark)``.
 ``out_of_range``    outside the type's physical ``range`` (always critical).
@@ -150,6 +151,8 @@ class TypeParams:
     range_hi: F64
     max_rate: F64
     min_sd: F64
+    stuck_count: I64
+    stuck_ms: I64
     units: tuple[str, ...]
 
     @classmethod
@@ -174,6 +177,16 @@ class TypeParams:
             range_hi=col([t.range[1] for t in types], inf),
             max_rate=col([t.max_rate for t in types], math.nan),
             min_sd=col([config.min_std_fraction * (t.range[1] - t.range[0]) for t in types], 1.0),
+            stuck_count=np.array(
+                [t.stuck_min_count or config.stuck_min_count for t in types], np.int64
+            ),
+            stuck_ms=np.array(
+                [
+                    config.stuck_min_duration_ms if t.stuck_min_s is None else t.stuck_min_s * 1000
+                    for t in types
+                ],
+                np.int64,
+            ),
             units=tuple(t.unit for t in types),
         )
 
@@ -643,11 +656,12 @@ class DetectorBank:
         count = np.where(same, a["stuck_count"][s] + 1, 1)
         duration = (t - np.where(r.seen, since, t)) / 1000.0  # of the run so far / just ended
         since = np.where(same, since, t)
-        stuck = (count >= cfg.stuck_min_count) & (t - since >= cfg.stuck_min_duration_ms)
+        min_count, min_ms = self.params.stuck_count[r.tix], self.params.stuck_ms[r.tix]
+        stuck = (count >= min_count) & (t - since >= min_ms)
         a["stuck_ref"][s] = np.where(same, ref, x)
         a["stuck_since"][s] = since
-        a["stuck_count"][s] = np.minimum(count, cfg.stuck_min_count)
-        thr = np.full(s.size, cfg.stuck_min_duration_ms / 1000.0)
+        a["stuck_count"][s] = np.minimum(count, min_count)
+        thr = min_ms / 1000.0
         self._transition(STUCK, s, t, stuck.astype(np.int8), x, duration, thr, ev)
 
     def advance(self, watermark_ms: int) -> list[Alert]:

@@ -200,11 +200,15 @@ class ReferenceDetectors:
             duration = (t - (dev.stuck_since if seen else t)) / 1000.0
             if not same:
                 dev.stuck_ref, dev.stuck_since = x, t
-            dev.stuck_count = min(count, cfg.stuck_min_count)
-            stuck = count >= cfg.stuck_min_count and t - dev.stuck_since >= (
+            min_count = spec.stuck_min_count or cfg.stuck_min_count
+            min_ms = (
                 cfg.stuck_min_duration_ms
+                if spec.stuck_min_s is None
+                else int(spec.stuck_min_s * 1000)
             )
-            thr = cfg.stuck_min_duration_ms / 1000.0
+            dev.stuck_count = min(count, min_count)
+            stuck = count >= min_count and t - dev.stuck_since >= min_ms
+            thr = min_ms / 1000.0
             self._transition(s, STUCK, t, int(stuck), x, duration, thr, events)
 
         d = x - dev.mean

@@ -32,6 +32,11 @@ class SensorType(BaseModel):
     critical: Bounds = (None, None)
     priority: Literal["normal", "high"] = "normal"
     max_rate: float | None = Field(None, gt=0)
+    # Stuck-sensor rule for this type (None: the detector's defaults). How many
+    # identical readings are suspicious depends on the sensor's resolution
+    # against its noise: a coarse sensor repeats values legitimately.
+    stuck_min_count: int | None = Field(None, ge=2)
+    stuck_min_s: float | None = Field(None, ge=0)
     typical: tuple[float, float, float] | None = None
 
     @model_validator(mode="after")

@@ -21,11 +21,18 @@ from flows.detectors import (
 )
 from flows.reference_detectors import ReferenceDetectors
 from flows.slots import SlotMap
-from iotpipe.catalogue import load_catalogue
+from iotpipe.catalogue import Catalogue, load_catalogue
 from iotpipe.errors import ConfigError
 from iotpipe.model import Alert, alert_id
 
-CAT = load_catalogue()
+# The packaged catalogue, but with the detector's own stuck rule for every type,
+# so these tests pin down the mechanism; per-type rules are tested separately.
+CAT = Catalogue(
+    types={
+        name: spec.model_copy(update={"stuck_min_count": None, "stuck_min_s": None})
+        for name, spec in load_catalogue().types.items()
+    }
+)
 TYPES = sorted(CAT.names)
 T0 = 1_764_000_000_000
 S = 1000  # one second in ms
@@ -465,3 +472,24 @@ def test_a_constant_in_bounds_signal_only_ever_reports_stuck(
     n = sum(batch_sizes)
     expect = n >= 10 and (n - 1) * step_ms >= 120 * S
     assert [a.state for a in alerts] == (["raised"] if expect else [])
+
+
+def test_stuck_rule_per_sensor_type_from_the_catalogue() -> None:
+    """A type with its own stuck rule uses it; others keep the detector default."""
+    cat = Catalogue(
+        types={
+            **CAT.types,
+            "humidity": CAT["humidity"].model_copy(update={"stuck_min_count": 3, "stuck_min_s": 5}),
+        }
+    )
+    types = ["humidity", "co2"]
+    bank = DetectorBank(cat, fleet(types), DetectorConfig())
+    alerts = []
+    for i in range(6):  # 6 identical readings, 2 s apart: 10 s
+        slots = np.array([0, 1], np.int64)
+        ts = np.full(2, T0 + i * 2000, np.int64)
+        alerts += bank.process(slots, ts, np.array([44.0, 600.0]))
+    stuck = [a for a in alerts if a.detector == "stuck"]
+    assert [(a.sensor_type, a.state) for a in stuck] == [("humidity", "raised")]
+    assert stuck[0].ts == T0 + 3 * 2000  # 4th reading: 3 repeats after 6 s >= 5 s
+    assert stuck[0].threshold == 5.0
