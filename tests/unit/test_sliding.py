@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 from collections import defaultdict
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -14,16 +13,10 @@ from hypothesis import strategies as st
 from flows.sliding import SlidingWindows
 from flows.slots import SlotMap
 from iotpipe.model import Aggregate
+from tests.unit.windowing import Batch, assert_same, random_batches
 
 TYPES = ["gas", "pressure", "temperature"]
 NO_WATERMARK = -(2**62)
-
-
-@dataclass
-class Batch:
-    devices: list[str]
-    ts: list[int]
-    values: list[float]
 
 
 Row = tuple[str, int, int, float, float, float, float, float]
@@ -101,27 +94,6 @@ def run_batched(
         assert a.end - a.start == length
     rows = [(a.device_id, a.start, a.count, a.mean, a.min, a.max, a.std, a.last) for a in out]
     return rows, late
-
-
-def assert_same(got: list[Row], want: list[Row]) -> None:
-    assert len(got) == len(want)
-    for g, w in zip(sorted(got), sorted(want), strict=True):
-        assert g[:3] == w[:3]
-        assert g[3:] == pytest.approx(w[3:], rel=1e-9, abs=1e-9)
-
-
-def random_batches(seed: int, devices: int, n: int, disorder_ms: int, base: float) -> list[Batch]:
-    rng = np.random.default_rng(seed)
-    t = np.sort(rng.integers(0, 120_000, n)) + rng.integers(-disorder_ms, disorder_ms + 1, n)
-    t = np.maximum(t, 0)
-    devs = [f"d{int(i)}" for i in rng.integers(0, devices, n)]
-    vals = base + rng.normal(0, 0.01, n)
-    cuts = sorted(set(rng.integers(1, n, 12).tolist()))
-    batches, prev = [], 0
-    for cut in [*cuts, n]:
-        batches.append(Batch(devs[prev:cut], t[prev:cut].tolist(), vals[prev:cut].tolist()))
-        prev = cut
-    return batches
 
 
 @pytest.mark.parametrize("seed", range(5))
