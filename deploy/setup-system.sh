@@ -10,6 +10,8 @@ have mosquitto_pub || need+=(mosquitto-clients)
 have kcat || need+=(kcat)
 have java || need+=(openjdk-17-jre-headless)
 have mvn || need+=(maven)
+# The dashboard's browser tests drive Debian's Chromium through Playwright (no browser download).
+have chromium || need+=(chromium)
 # Go and Rust (for building InfluxDB) come with the machine image; Debian's are
 # too old for InfluxDB 2.7, so deploy/influxdb/build.sh checks for them itself.
 
