@@ -314,6 +314,13 @@ class FlowSettings(BaseSettings):
     )
     epoch_interval_s: float = Field(5.0, gt=0, description="Snapshot (epoch) interval.")
     late_topic: bool = Field(True, description="Send late readings to the `late` Kafka topic.")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(
+        9110,
+        ge=0,
+        le=65_535,
+        description="Prometheus endpoint of the normal flow (high flow: port + 1); 0 = off.",
+    )
 
     @field_validator("windows")
     @classmethod
@@ -407,6 +414,29 @@ class SimulatorSettings(BaseSettings):
     replay_devices: int = Field(1, ge=1, description="Devices that replay the series.")
 
 
+class DashboardSettings(BaseSettings):
+    """The built-in web dashboard (`iotpipe dashboard`)."""
+
+    model_config = _component(f"{ENV_PREFIX}DASHBOARD_")
+
+    host: str = Field("127.0.0.1", description="Address the dashboard listens on.")
+    port: int = Field(8080, ge=1, le=65_535, description="Dashboard HTTP port.")
+    refresh_s: float = Field(5.0, gt=0, description="How often pages refresh their data.")
+
+
+class DemoSettings(BaseSettings):
+    """The one-command demo (`make demo`, `iotpipe demo`)."""
+
+    model_config = _component(f"{ENV_PREFIX}DEMO_")
+
+    devices: int = Field(10_000, ge=1, le=1_000_000, description="Simulated devices.")
+    rate: float = Field(3000.0, gt=0, description="Readings/s the simulator publishes.")
+    duration_s: float = Field(0.0, ge=0, description="Stop after this long; 0 = until Ctrl-C.")
+    anomaly_rate: float = Field(
+        0.0005, ge=0, le=1, description="Probability per reading that an anomaly starts."
+    )
+
+
 def parse_sliding(text: str) -> tuple[tuple[int, int], ...]:
     """'1m/10s,5m/1m' -> ((60000, 10000), (300000, 60000)); length a multiple of slide."""
     pairs = []
@@ -436,6 +466,8 @@ class Settings(BaseModel):
     alert: AlertSettings
     flow: FlowSettings
     sim: SimulatorSettings
+    dashboard: DashboardSettings
+    demo: DemoSettings
 
 
 _COMPONENTS: dict[str, type[BaseSettings]] = {
@@ -449,6 +481,8 @@ _COMPONENTS: dict[str, type[BaseSettings]] = {
     "alert": AlertSettings,
     "flow": FlowSettings,
     "sim": SimulatorSettings,
+    "dashboard": DashboardSettings,
+    "demo": DemoSettings,
 }
 
 
