@@ -128,7 +128,7 @@ class Kafka(Service):
             "socket.connection.setup.timeout.ms": 2000,
             "logger": _QUIET,
         }
-        client = AdminClient(conf)  # type: ignore[arg-type]  # "logger" takes a Logger
+        client = AdminClient(conf)  # type: ignore[arg-type,unused-ignore]  # "logger" takes a Logger
         meta = client.list_topics(timeout=3)
         if not meta.brokers:
             raise StackError("no brokers in metadata")
