@@ -74,7 +74,10 @@ class MqttSession:
         self.settings = mqtt_settings
         self.ingest = ingest
         self.client_id = f"{mqtt_settings.client_id_prefix}-ingest-{ingest.instance}"
-        self.subscription = mqtt_subscription(mqtt_settings.shared_group or None)
+        group = mqtt_settings.shared_group or None
+        sites = mqtt_settings.site_list() or (None,)
+        self.subscriptions = [mqtt_subscription(group, site) for site in sites]
+        self.subscription = ",".join(self.subscriptions)  # for logs
         self.connected = threading.Event()
         self.connects = 0
         self._v5 = mqtt_settings.protocol == "5"
@@ -144,7 +147,7 @@ class MqttSession:
         self.connects += 1
         # Subscribe on every connect: harmless with a resumed session, and
         # required if the broker lost it (restart without persistence).
-        client.subscribe(self.subscription, qos=1)
+        client.subscribe([(topic, 1) for topic in self.subscriptions])
         log.info("MQTT connected as %s, subscribing to %s", self.client_id, self.subscription)
 
     def _on_subscribe(

@@ -72,6 +72,17 @@ class MqttSettings(BaseSettings):
             " keeps across broker restarts (shared ones it does not)."
         ),
     )
+    sites: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_.:,-]{0,1000}$",
+        description=(
+            "Comma-separated sites this ingester subscribes to (sensors/<site>/#);"
+            " empty = every site (sensors/#)."
+        ),
+    )
+
+    def site_list(self) -> tuple[str, ...]:
+        return tuple(s for s in self.sites.split(",") if s)
 
     @field_validator("url")
     @classmethod

@@ -42,9 +42,9 @@ def mqtt_alert_topic(site: str, sensor_type: str, device_id: str) -> str:
     return f"{ALERTS_ROOT}/{site}/{sensor_type}/{device_id}"
 
 
-def mqtt_subscription(shared_group: str | None = None) -> str:
-    """Filter for all readings; with a group, a shared subscription that splits load."""
-    base = f"{SENSORS_ROOT}/#"
+def mqtt_subscription(shared_group: str | None = None, site: str | None = None) -> str:
+    """Filter for all readings (or one site's); with a group, a shared subscription."""
+    base = f"{SENSORS_ROOT}/{site}/#" if site else f"{SENSORS_ROOT}/#"
     return f"$share/{shared_group}/{base}" if shared_group else base
 
 

@@ -47,6 +47,8 @@ def test_bad_mqtt_topics(topic: str) -> None:
 def test_subscriptions() -> None:
     assert mqtt_subscription() == "sensors/#"
     assert mqtt_subscription("ingest") == "$share/ingest/sensors/#"
+    assert mqtt_subscription(site="plant-a") == "sensors/plant-a/#"
+    assert mqtt_subscription("ingest", "plant-a") == "$share/ingest/sensors/plant-a/#"
 
 
 def test_kafka_topics_with_prefix() -> None:
