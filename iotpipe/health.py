@@ -1,0 +1,521 @@
+"""One snapshot of the whole pipeline's health, for ``iotpipe status`` and Grafana.
+
+Everything here is read from the outside, the way an operator would: the
+servers through ``Stack.status()`` (which also sees servers it did not
+start), Kafka through an admin client (watermarks and committed offsets, so
+no consumer joins a group and nothing is consumed), and the ingester and
+flows through their Prometheus endpoints. Each part is optional: a part that
+is down is reported as down, never raised, and every call has a short
+timeout, so a snapshot takes well under two seconds whatever is running.
+
+The parts are fetched concurrently. ``HealthCollector`` keeps one admin
+client, one HTTP pool and one thread pool for a ``--watch`` loop;
+``collect_health`` is the one-shot form.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import urllib3
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+from prometheus_client.parser import text_string_to_metric_families
+
+from iotpipe.catalogue import load_catalogue
+from iotpipe.settings import Settings
+from iotpipe.stack import Stack
+from iotpipe.stack.base import Service
+from iotpipe.topics import KafkaTopics
+
+KAFKA_TIMEOUT_S = 1.0
+SCRAPE_CONNECT_S = 0.3
+SCRAPE_READ_S = 0.8
+_T = TypeVar("_T")
+
+_QUIET = logging.getLogger("iotpipe.health.kafka")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+ComponentState = Literal["up", "down", "off"]
+TopicRole = Literal["readings", "alerts", "aggregates", "dlq.ingest", "dlq.sink", "late"]
+
+# Counters turned into per-second rates, per kind of component: (key, sample name).
+RATE_COUNTERS: dict[str, tuple[tuple[str, str], ...]] = {
+    "ingest": (
+        ("messages", "iotpipe_ingest_messages_total"),
+        ("readings", "iotpipe_ingest_readings_total"),
+        ("produced", "iotpipe_ingest_produced_total"),
+        ("dead_lettered", "iotpipe_ingest_dead_lettered_total"),
+    ),
+    "flow": (
+        ("readings", "iotpipe_flow_readings_total"),
+        ("aggregates", "iotpipe_flow_aggregates_total"),
+        ("alerts", "iotpipe_flow_alerts_total"),
+        ("late", "iotpipe_flow_late_total"),
+        ("sink_points", "iotpipe_sink_points_total"),
+    ),
+}
+
+
+def flow_group(settings: Settings, priority: str) -> str:
+    """The Kafka consumer group a flow commits its offsets under."""
+    return f"{settings.kafka.topic_prefix}iotpipe-flow-{priority}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceHealth:
+    """A server of the stack (Mosquitto, Kafka, InfluxDB)."""
+
+    name: str
+    state: str  # up / external / down / unhealthy, as ``iotpipe stack status``
+    up: bool
+    address: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopicHealth:
+    """Messages held by one pipeline topic (sum over partitions of high - low)."""
+
+    topic: str
+    role: TopicRole
+    sensor_type: str | None
+    exists: bool
+    partitions: int
+    messages: int | None
+    end_offset: int | None  # sum of high watermarks: everything ever written
+    rate: float | None  # messages/s written since the previous snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """A consumer group's position in one partition."""
+
+    group: str
+    topic: str
+    partition: int
+    committed: int | None  # None: the group has committed nothing here yet
+    end: int
+    lag: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One Prometheus sample."""
+
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentMetrics:
+    """A pipeline process's Prometheus endpoint, scraped (or not reachable)."""
+
+    name: str  # ingest, flow-normal, flow-high
+    kind: str  # ingest, flow
+    url: str
+    state: ComponentState  # off: its metrics port is 0
+    error: str
+    samples: tuple[Sample, ...] = ()
+    rates: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def up(self) -> bool:
+        return self.state == "up"
+
+    def total(self, name: str, **labels: str) -> float | None:
+        """Sum of the samples called ``name`` whose labels match; None when not up."""
+        if not self.up:
+            return None
+        return sum(
+            s.value
+            for s in self.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    def by_label(self, name: str, label: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for s in self.samples:
+            if s.name == name and label in s.labels:
+                out[s.labels[label]] = out.get(s.labels[label], 0.0) + s.value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetters:
+    """Refused input and undeliverable points.
+
+    ``by_reason`` comes from the ingester's counters (since it started) when it
+    is up; otherwise it is empty and ``source`` says the topic totals are all
+    there is. The topic totals cover everything Kafka still retains.
+    """
+
+    source: Literal["ingest metrics", "kafka topics"]
+    by_reason: dict[str, int]
+    ingest_topic: int | None
+    sink_topic: int | None
+    sink_from_flows: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCounts:
+    """Alerts in the alerts topic, and alert events by detector/state from the flows."""
+
+    topic_total: int | None
+    by_detector: dict[str, int]
+    by_state: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineHealth:
+    """One snapshot; ``to_dict()`` is JSON-ready (``iotpipe status --json``)."""
+
+    at_ms: int
+    elapsed_s: float
+    services: tuple[ServiceHealth, ...]
+    kafka_error: str | None
+    topics: tuple[TopicHealth, ...]
+    lag: tuple[PartitionLag, ...]
+    components: tuple[ComponentMetrics, ...]
+    dead_letters: DeadLetters
+    alerts: AlertCounts
+
+    def topic(self, name: str) -> TopicHealth | None:
+        return next((t for t in self.topics if t.topic == name), None)
+
+    def component(self, name: str) -> ComponentMetrics | None:
+        return next((c for c in self.components if c.name == name), None)
+
+    def lag_by_topic(self) -> dict[tuple[str, str], int | None]:
+        """(group, topic) -> total lag; None when the group committed nothing there."""
+        out: dict[tuple[str, str], int | None] = {}
+        for p in self.lag:
+            key = (p.group, p.topic)
+            if p.lag is None:
+                out.setdefault(key, None)
+            else:
+                out[key] = (out.get(key) or 0) + p.lag
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["lag_by_topic"] = [
+            {"group": g, "topic": t, "lag": lag} for (g, t), lag in self.lag_by_topic().items()
+        ]
+        return data
+
+
+class HealthCollector:
+    """Collects snapshots with reusable clients; close it (or use ``with``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stack = Stack(settings)
+        self.names = KafkaTopics(settings.kafka.topic_prefix)
+        self.catalogue = load_catalogue(settings.core.sensors_file)
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health")
+        self._http = urllib3.PoolManager(
+            maxsize=3,
+            retries=False,
+            timeout=urllib3.Timeout(connect=SCRAPE_CONNECT_S, read=SCRAPE_READ_S),
+        )
+        self._admin: AdminClient | None = None
+
+    def __enter__(self) -> HealthCollector:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._http.clear()
+        self._admin = None  # librdkafka handle is destroyed with the object
+
+    # -- the snapshot ---------------------------------------------------------
+
+    def collect(self, previous: PipelineHealth | None = None) -> PipelineHealth:
+        started = time.monotonic()
+        at_ms = int(time.time() * 1000)
+        services = [self._pool.submit(_service_health, s) for s in self.stack.services.values()]
+        scrapes = [
+            self._pool.submit(self._scrape, name, kind, port)
+            for name, kind, port in self._endpoints()
+        ]
+        kafka = self._pool.submit(self._kafka)
+        topics_raw, lag, kafka_error = kafka.result()
+        prev_at = previous.at_ms if previous else None
+        dt = (at_ms - prev_at) / 1000 if prev_at is not None else 0.0
+        topics = tuple(
+            _with_rate(t, previous.topic(t.topic) if previous else None, dt) for t in topics_raw
+        )
+        components = tuple(
+            _with_rates(c, previous.component(c.name) if previous else None, dt)
+            for c in _results(scrapes)
+        )
+        return PipelineHealth(
+            at_ms=at_ms,
+            elapsed_s=round(time.monotonic() - started, 3),
+            services=tuple(_results(services)),
+            kafka_error=kafka_error,
+            topics=topics,
+            lag=tuple(lag),
+            components=components,
+            dead_letters=self._dead_letters(topics, components),
+            alerts=self._alerts(topics, components),
+        )
+
+    def _endpoints(self) -> list[tuple[str, str, int]]:
+        flow_port = self.settings.flow.metrics_port
+        return [
+            ("ingest", "ingest", self.settings.ingest.metrics_port),
+            ("flow-normal", "flow", flow_port),
+            ("flow-high", "flow", flow_port + 1 if flow_port else 0),
+        ]
+
+    # -- Prometheus -----------------------------------------------------------
+
+    def _scrape(self, name: str, kind: str, port: int) -> ComponentMetrics:
+        if not port:
+            return ComponentMetrics(name, kind, "", "off", "metrics port is 0")
+        url = f"http://127.0.0.1:{port}/metrics"
+        try:
+            resp = self._http.request("GET", url)
+            if resp.status != 200:
+                return ComponentMetrics(name, kind, url, "down", f"HTTP {resp.status}")
+            text = resp.data.decode("utf-8", "replace")
+            samples = tuple(
+                Sample(s.name, dict(s.labels), float(s.value))
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+                if s.name.startswith("iotpipe_") and not s.name.endswith("_created")
+            )
+        except (urllib3.exceptions.HTTPError, ValueError) as exc:
+            return ComponentMetrics(name, kind, url, "down", _short(exc))
+        return ComponentMetrics(name, kind, url, "up", "", samples)
+
+    # -- Kafka ----------------------------------------------------------------
+
+    def _admin_client(self) -> AdminClient:
+        if self._admin is None:
+            conf: dict[str, Any] = {
+                **self.settings.kafka.client_config(),
+                "socket.connection.setup.timeout.ms": 1000,
+                "logger": _QUIET,
+            }
+            self._admin = AdminClient(conf)
+        return self._admin
+
+    def _pipeline_topics(self) -> list[tuple[str, TopicRole, str | None]]:
+        n = self.names
+        out: list[tuple[str, TopicRole, str | None]] = [
+            (n.readings(t), "readings", t) for t in sorted(self.catalogue.names)
+        ]
+        out += [
+            (n.alerts, "alerts", None),
+            (n.aggregates, "aggregates", None),
+            (n.dlq_ingest, "dlq.ingest", None),
+            (n.dlq_sink, "dlq.sink", None),
+            (n.late, "late", None),
+        ]
+        return out
+
+    def _kafka(self) -> tuple[list[TopicHealth], list[PartitionLag], str | None]:
+        wanted = self._pipeline_topics()
+        try:
+            admin = self._admin_client()
+            meta = admin.list_topics(timeout=KAFKA_TIMEOUT_S)
+            parts = {
+                name: sorted(meta.topics[name].partitions)
+                for name, _, _ in wanted
+                if name in meta.topics and not meta.topics[name].error
+            }
+            tps = [TopicPartition(name, p) for name, ps in parts.items() for p in ps]
+            groups = self._group_requests(parts)
+            low_f = admin.list_offsets(
+                {tp: OffsetSpec.earliest() for tp in tps}, request_timeout=KAFKA_TIMEOUT_S
+            )
+            high_f = admin.list_offsets(
+                {tp: OffsetSpec.latest() for tp in tps}, request_timeout=KAFKA_TIMEOUT_S
+            )
+            group_f = [
+                admin.list_consumer_group_offsets(
+                    [ConsumerGroupTopicPartitions(group, list(gtps))],
+                    request_timeout=KAFKA_TIMEOUT_S,
+                )
+                for group, gtps in groups.items()
+                if gtps
+            ]
+            low = {(tp.topic, tp.partition): f.result().offset for tp, f in low_f.items()}
+            high = {(tp.topic, tp.partition): f.result().offset for tp, f in high_f.items()}
+            committed: dict[tuple[str, str, int], int | None] = {}
+            for futures in group_f:
+                for group, fut in futures.items():
+                    for tp in fut.result().topic_partitions:
+                        ok = tp.error is None and tp.offset >= 0
+                        committed[(group, tp.topic, tp.partition)] = tp.offset if ok else None
+        except (KafkaException, RuntimeError, ValueError) as exc:
+            return [_missing(name, role, st) for name, role, st in wanted], [], _short(exc)
+        topics = []
+        for name, role, sensor_type in wanted:
+            if name not in parts:
+                topics.append(_missing(name, role, sensor_type))
+                continue
+            ends = [high[(name, p)] for p in parts[name]]
+            starts = [low[(name, p)] for p in parts[name]]
+            topics.append(
+                TopicHealth(
+                    name,
+                    role,
+                    sensor_type,
+                    True,
+                    len(ends),
+                    sum(ends) - sum(starts),
+                    sum(ends),
+                    None,
+                )
+            )
+        lag = []
+        for (group, topic, partition), offset in sorted(committed.items()):
+            end = high[(topic, partition)]
+            lag.append(
+                PartitionLag(
+                    group,
+                    topic,
+                    partition,
+                    offset,
+                    end,
+                    max(0, end - offset) if offset is not None else None,
+                )
+            )
+        return topics, lag, None
+
+    def _group_requests(self, parts: dict[str, list[int]]) -> dict[str, list[TopicPartition]]:
+        """Each flow group with the readings partitions of its priority's types."""
+        out: dict[str, list[TopicPartition]] = {}
+        for priority in ("normal", "high"):
+            topics = [self.names.readings(t.name) for t in self.catalogue.by_priority(priority)]
+            out[flow_group(self.settings, priority)] = [
+                TopicPartition(t, p) for t in sorted(topics) for p in parts.get(t, [])
+            ]
+        return out
+
+    # -- derived counts -------------------------------------------------------
+
+    def _dead_letters(
+        self, topics: tuple[TopicHealth, ...], components: tuple[ComponentMetrics, ...]
+    ) -> DeadLetters:
+        ingest = next(c for c in components if c.name == "ingest")
+        flows = [c for c in components if c.kind == "flow" and c.up]
+        sink_total = (
+            int(sum(c.total("iotpipe_sink_dead_lettered_total") or 0 for c in flows))
+            if flows
+            else None
+        )
+        by_topic = {t.role: t.messages for t in topics}
+        if ingest.up:
+            reasons = ingest.by_label("iotpipe_ingest_dead_lettered_total", "reason")
+            return DeadLetters(
+                "ingest metrics",
+                {k: int(v) for k, v in sorted(reasons.items())},
+                by_topic.get("dlq.ingest"),
+                by_topic.get("dlq.sink"),
+                sink_total,
+            )
+        return DeadLetters(
+            "kafka topics", {}, by_topic.get("dlq.ingest"), by_topic.get("dlq.sink"), sink_total
+        )
+
+    def _alerts(
+        self, topics: tuple[TopicHealth, ...], components: tuple[ComponentMetrics, ...]
+    ) -> AlertCounts:
+        by_detector: dict[str, int] = {}
+        by_state: dict[str, int] = {}
+        for c in components:
+            if c.kind != "flow" or not c.up:
+                continue
+            for s in c.samples:
+                if s.name != "iotpipe_flow_alerts_total":
+                    continue
+                det, state = s.labels.get("detector", "?"), s.labels.get("state", "?")
+                by_detector[det] = by_detector.get(det, 0) + int(s.value)
+                by_state[state] = by_state.get(state, 0) + int(s.value)
+        total = next((t.messages for t in topics if t.role == "alerts"), None)
+        return AlertCounts(total, dict(sorted(by_detector.items())), dict(sorted(by_state.items())))
+
+
+def collect_health(settings: Settings, previous: PipelineHealth | None = None) -> PipelineHealth:
+    """One snapshot with throwaway clients; rates are against ``previous``."""
+    with HealthCollector(settings) as collector:
+        return collector.collect(previous)
+
+
+def _service_health(service: Service) -> ServiceHealth:
+    s = service.status()
+    return ServiceHealth(s.name, s.state, s.state in {"up", "external"}, s.address, s.detail)
+
+
+def _results(futures: list[Future[_T]]) -> list[_T]:
+    return [f.result() for f in futures]
+
+
+def _missing(name: str, role: TopicRole, sensor_type: str | None) -> TopicHealth:
+    return TopicHealth(name, role, sensor_type, False, 0, None, None, None)
+
+
+def _with_rate(topic: TopicHealth, previous: TopicHealth | None, dt: float) -> TopicHealth:
+    if previous is None or dt <= 0 or topic.end_offset is None or previous.end_offset is None:
+        return topic
+    delta = topic.end_offset - previous.end_offset
+    if delta < 0:  # topic recreated
+        return topic
+    return TopicHealth(
+        topic.topic,
+        topic.role,
+        topic.sensor_type,
+        topic.exists,
+        topic.partitions,
+        topic.messages,
+        topic.end_offset,
+        round(delta / dt, 3),
+    )
+
+
+def _with_rates(
+    component: ComponentMetrics, previous: ComponentMetrics | None, dt: float
+) -> ComponentMetrics:
+    """Per-second rates of the component's counters; None without a usable previous."""
+    rates: dict[str, float | None] = {}
+    for key, name in RATE_COUNTERS.get(component.kind, ()):
+        now = component.total(name)
+        before = previous.total(name) if previous is not None else None
+        if now is None or before is None or dt <= 0 or now < before:  # restarted: reset
+            rates[key] = None
+        else:
+            rates[key] = round((now - before) / dt, 3)
+    return ComponentMetrics(
+        component.name,
+        component.kind,
+        component.url,
+        component.state,
+        component.error,
+        component.samples,
+        rates,
+    )
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]
