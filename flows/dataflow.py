@@ -25,6 +25,7 @@ from bytewax.outputs import Sink
 from flows.detectors import DetectorConfig
 from flows.partition import FlowConfig, Output, PartitionState
 from flows.source import Batch, KafkaBatchSource
+from flows.stats import FlowStats
 from iotpipe.catalogue import Catalogue, load_catalogue
 from iotpipe.codec import encode
 from iotpipe.model import Reading
@@ -39,21 +40,28 @@ TICK = timedelta(seconds=1)
 class PartitionLogic(StatefulBatchLogic[list[bytes], Output, PartitionState]):
     """Bytewax glue around one partition's ``PartitionState``."""
 
-    def __init__(self, state: PartitionState, flush_at_eof: bool) -> None:
+    def __init__(self, state: PartitionState, flush_at_eof: bool, stats: FlowStats) -> None:
         self.state = state
         self.flush_at_eof = flush_at_eof
+        self.stats = stats
 
     def on_batch(self, values: list[list[bytes]]) -> tuple[list[Output], bool]:
         flat = values[0] if len(values) == 1 else [v for batch in values for v in batch]
-        return _nonempty(self.state.on_values(flat)), StatefulBatchLogic.RETAIN
+        out = self.state.on_values(flat)
+        self.stats.count(len(flat) - len(out.bad), out)
+        return _nonempty(out), StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Output], bool]:
-        return _nonempty(self.state.on_tick()), StatefulBatchLogic.RETAIN
+        return self._emit(self.state.on_tick())
 
     def on_eof(self) -> tuple[list[Output], bool]:
         if self.flush_at_eof:
-            return _nonempty(self.state.flush()), StatefulBatchLogic.RETAIN
+            return self._emit(self.state.flush())
         return [], StatefulBatchLogic.RETAIN
+
+    def _emit(self, out: Output) -> tuple[list[Output], bool]:
+        self.stats.count(0, out)
+        return _nonempty(out), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime:
         return datetime.now(UTC) + TICK
@@ -78,6 +86,11 @@ def flow_config(settings: Settings) -> FlowConfig:
     )
 
 
+def flow_group(settings: Settings) -> str:
+    """The Kafka consumer group a flow commits its progress under (for lag monitoring)."""
+    return f"{settings.kafka.topic_prefix}iotpipe-flow-{settings.flow.priority}"
+
+
 def served_types(settings: Settings, catalogue: Catalogue) -> list[str]:
     """The sensor types of this flow's priority class."""
     if settings.flow.priority == "all":
@@ -93,6 +106,7 @@ def build_flow(
     alert_sink: Sink[Any] | None = None,
     late_sink: Sink[Any] | None = None,
     tail: bool = True,
+    stats: FlowStats | None = None,
 ) -> Dataflow:
     """The dataflow for the settings' priority class. Tests swap in other sources/sinks."""
     catalogue = load_catalogue(settings.core.sensors_file)
@@ -101,13 +115,19 @@ def build_flow(
     high = settings.flow.priority == "high"
     batch_size = settings.flow.high_priority_batch_size if high else settings.flow.batch_size
     config = flow_config(settings)
+    flow_stats = stats or FlowStats(settings.flow.priority)
     if source is None:
         source = KafkaBatchSource(
-            settings.kafka, [topics.readings(t) for t in types], batch_size=batch_size, tail=tail
+            settings.kafka,
+            [topics.readings(t) for t in types],
+            group_id=flow_group(settings),
+            batch_size=batch_size,
+            tail=tail,
         )
 
     def builder(resume: PartitionState | None) -> PartitionLogic:
-        return PartitionLogic(resume or PartitionState(catalogue, config), flush_at_eof=not tail)
+        state = resume or PartitionState(catalogue, config)
+        return PartitionLogic(state, flush_at_eof=not tail, stats=flow_stats)
 
     flow = Dataflow(f"iotpipe-{settings.flow.priority}")
     batches = op.input("kafka-in", flow, source)
@@ -116,7 +136,7 @@ def build_flow(
     aggregates = op.filter_map("aggregates", results, lambda o: o.aggregates or None)
     alerts = op.filter_map("alerts", results, lambda o: o.alerts or None)
     to_influx = op.merge("to-influx", aggregates, alerts)
-    op.output("influx", to_influx, aggregate_sink or InfluxSink(settings))
+    op.output("influx", to_influx, aggregate_sink or InfluxSink(settings, stats=flow_stats.writers))
     op.output("alert-out", alerts, alert_sink or AlertSink(settings))
     if settings.flow.late_topic or late_sink is not None:
         late = op.flat_map("late", results, lambda o: o.late)

@@ -13,8 +13,11 @@ from pathlib import Path
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
+from prometheus_client import CollectorRegistry, start_http_server
 
 from flows.dataflow import build_flow
+from flows.stats import FlowStats, FlowStatsCollector
+from iotpipe.errors import ConfigError
 from iotpipe.settings import Settings
 
 log = logging.getLogger("iotpipe.flow")
@@ -41,7 +44,9 @@ def run_flow(
     addresses: list[str] | None = None,
 ) -> None:
     """Build and run the flow until its input ends (``tail=False``) or it is stopped."""
-    flow = build_flow(settings, tail=tail)
+    stats = FlowStats(settings.flow.priority)
+    serve_metrics(settings, stats, process_id or 0)
+    flow = build_flow(settings, tail=tail, stats=stats)
     cli_main(  # type: ignore[no-untyped-call]  # bytewax.run is not annotated
         flow,
         workers_per_process=settings.flow.workers,
@@ -50,3 +55,30 @@ def run_flow(
         epoch_interval=timedelta(seconds=settings.flow.epoch_interval_s),
         recovery_config=recovery_config(settings),
     )
+
+
+def metrics_port(settings: Settings, process_id: int = 0) -> int:
+    """The normal flow on the configured port, the high flow on the next; 0 = off.
+
+    Processes of a multi-process flow (``-i``/``-a``) each take a further 2.
+    """
+    base = settings.flow.metrics_port
+    if not base:
+        return 0
+    return base + (1 if settings.flow.priority == "high" else 0) + 2 * process_id
+
+
+def serve_metrics(settings: Settings, stats: FlowStats, process_id: int = 0) -> None:
+    port = metrics_port(settings, process_id)
+    if not port:
+        return
+    registry = CollectorRegistry()
+    registry.register(FlowStatsCollector(stats))
+    try:
+        start_http_server(port, addr=settings.flow.metrics_host, registry=registry)
+    except OSError as exc:
+        raise ConfigError(
+            f"IOTPIPE_FLOW_METRICS_PORT: cannot serve metrics on port {port}: {exc}"
+            " (another flow running? set another port, or 0 for none)"
+        ) from exc
+    log.info("metrics on http://%s:%d/metrics", settings.flow.metrics_host, port)

@@ -4,16 +4,26 @@ One item per poll, ``(partition_key, [value, ...])``, so the flow does one
 Python call per few thousand readings instead of one per reading. Offsets are
 the recovery state: a restarted flow resumes exactly after the last snapshot,
 like Bytewax's own ``KafkaSource`` (which this mirrors, minus the per-message
-wrapping).
+wrapping). The offsets are also committed to Kafka, about once a second, under
+the flow's consumer group: only so that consumer lag can be watched with the
+usual tools (`iotpipe status`, kafka-consumer-groups); resuming never reads them.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import cast
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from iotpipe.errors import ConnectorError
@@ -21,13 +31,18 @@ from iotpipe.settings import KafkaSettings
 
 Batch = tuple[str, list[bytes]]
 
+COMMIT_INTERVAL_S = 1.0
+
 
 class _PartitionReader(StatefulSourcePartition[Batch, int]):
     def __init__(
         self, conf: dict[str, object], topic: str, partition: int, offset: int, batch_size: int
     ) -> None:
         self._key = f"{partition}-{topic}"
+        self._topic, self._partition = topic, partition
         self._offset = offset
+        self._committed = offset
+        self._commit_at = time.monotonic() + COMMIT_INTERVAL_S
         self._batch_size = batch_size
         self._eof = False
         self._consumer = Consumer(conf)
@@ -37,6 +52,7 @@ class _PartitionReader(StatefulSourcePartition[Batch, int]):
         if self._eof:
             raise StopIteration
         msgs = self._consumer.consume(self._batch_size, 0.05)
+        self._maybe_commit()
         if not msgs:
             return []
         if any([m.error() is not None for m in msgs]):
@@ -66,10 +82,27 @@ class _PartitionReader(StatefulSourcePartition[Batch, int]):
             self._offset = last + 1
         return [(self._key, values)] if values else []
 
+    def _maybe_commit(self, force: bool = False) -> None:
+        """Publish progress for lag monitoring; never blocks, never fails the flow."""
+        if self._offset < 0 or self._offset == self._committed:
+            return
+        if not force and time.monotonic() < self._commit_at:
+            return
+        self._commit_at = time.monotonic() + COMMIT_INTERVAL_S
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(self._topic, self._partition, self._offset)],
+                asynchronous=not force,
+            )
+            self._committed = self._offset
+        except KafkaException:
+            pass  # informational only; the next interval tries again
+
     def snapshot(self) -> int:
         return self._offset
 
     def close(self) -> None:
+        self._maybe_commit(force=True)
         self._consumer.close()
 
 
@@ -81,11 +114,13 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
         kafka: KafkaSettings,
         topics: Sequence[str],
         *,
+        group_id: str = "iotpipe-flow",
         batch_size: int = 5000,
         tail: bool = True,
     ) -> None:
         self._kafka = kafka
         self._topics = list(topics)
+        self._group_id = group_id
         self._batch_size = batch_size
         self._tail = tail
 
@@ -103,7 +138,7 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
         index, topic = for_part.split("-", 1)
         conf: dict[str, object] = {
             **self._kafka.client_config(),
-            "group.id": f"iotpipe-flow-{step_id}",  # offsets live in Bytewax recovery
+            "group.id": self._group_id,  # for lag monitoring; offsets live in Bytewax recovery
             "enable.auto.commit": False,
             "enable.partition.eof": not self._tail,
             "fetch.max.bytes": 64 * 1024 * 1024,

@@ -323,9 +323,16 @@ class InfluxSink(DynamicSink[Any]):
     starts, so a missing bucket stops it with a clear ``ConfigError``.
     """
 
-    def __init__(self, settings: Settings, *, bucket: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        bucket: str | None = None,
+        stats: list[WriterStats] | None = None,
+    ) -> None:
         self.settings = settings
         self.bucket = bucket
+        self.stats = stats  # each partition's writer adds its counters here
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _InfluxPartition:
         dead_letters = DeadLetterWriter(
@@ -335,4 +342,6 @@ class InfluxSink(DynamicSink[Any]):
             self.settings.influx, self.settings.sink, dead_letters, bucket=self.bucket
         )
         writer.check()
+        if self.stats is not None:
+            self.stats.append(writer.stats)
         return _InfluxPartition(writer, dead_letters)

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from influxdb_client import BucketRetentionRules, InfluxDBClient
+from prometheus_client.parser import text_string_to_metric_families
 
+from flows.dataflow import flow_group
 from flows.runner import run_flow
 from iotpipe.catalogue import load_catalogue
 from iotpipe.codec import encode
@@ -42,6 +46,7 @@ def flow_settings(stack: Stack, unique: str) -> Iterator[Settings]:
                     "windows": "10s",
                     "allowed_lateness_s": 1.0,
                     "epoch_interval_s": 0.5,
+                    "metrics_port": 0,
                 }
             ),
         }
@@ -137,6 +142,48 @@ def test_readings_in_aggregates_out(flow_settings: Settings) -> None:
     assert_matches(stored_aggregates(flow_settings), expected(readings))
 
 
+def test_metrics_and_committed_progress(flow_settings: Settings) -> None:
+    """The flow's Prometheus counters and its consumer group's offsets say what it did."""
+    t0 = (int(time.time() * 1000) // 60_000 - 30) * 60_000
+    readings = fleet(devices=20, seconds=30, t0=t0)
+    produce(flow_settings, readings)
+    port = free_port()
+    s = flow_settings.model_copy(
+        update={"flow": flow_settings.flow.model_copy(update={"metrics_port": port})}
+    )
+    run_flow(s, tail=False)  # the metrics server outlives the run (daemon thread)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    metrics = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    flow = (("flow", "all"),)
+    assert metrics[("iotpipe_flow_readings_total", flow)] == len(readings)
+    windows = len(expected(readings))
+    assert metrics[("iotpipe_flow_aggregates_total", flow)] == windows
+    assert metrics[("iotpipe_sink_points_total", flow)] >= windows
+    assert metrics[("iotpipe_sink_dead_lettered_total", flow)] == 0
+    topics = [KafkaTopics(s.kafka.topic_prefix).readings(t) for t in CATALOGUE.names]
+    consumer = Consumer({**s.kafka.client_config(), "group.id": flow_group(s)})
+    try:
+        meta = consumer.list_topics(timeout=10).topics
+        parts = [TopicPartition(t, p) for t in topics for p in meta[t].partitions]
+        committed = consumer.committed(parts, timeout=10)
+        ends = {(p.topic, p.partition): consumer.get_watermark_offsets(p)[1] for p in parts}
+    finally:
+        consumer.close()
+    behind = {(c.topic, c.partition): ends[(c.topic, c.partition)] - c.offset for c in committed}
+    assert sum(ends.values()) == len(readings)
+    assert all(lag == 0 for key, lag in behind.items() if ends[key] > 0), behind
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def test_kill_9_and_resume_gives_the_uninterrupted_result(
     flow_settings: Settings, tmp_path: Path
 ) -> None:
@@ -155,6 +202,7 @@ def test_kill_9_and_resume_gives_the_uninterrupted_result(
         "IOTPIPE_FLOW_EPOCH_INTERVAL_S": "0.5",
         "IOTPIPE_FLOW_BATCH_SIZE": "500",
         "IOTPIPE_FLOW_RECOVERY_DIR": str(tmp_path / "recovery"),
+        "IOTPIPE_FLOW_METRICS_PORT": "0",
     }
     argv = [sys.executable, "-m", "iotpipe", "flow", "run", "--to-end"]
     first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

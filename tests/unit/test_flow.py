@@ -9,6 +9,7 @@ import pytest
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from flows.dataflow import build_flow
+from flows.stats import FlowStats, FlowStatsCollector
 from iotpipe.codec import decode_reading, encode
 from iotpipe.errors import ConfigError
 from iotpipe.model import Aggregate, Alert, Reading
@@ -65,7 +66,9 @@ def expected_aggregates(readings: list[Reading], length: int) -> dict[tuple[str,
     }
 
 
-def run(settings: Settings, batches: list, workers: int = 1) -> tuple[list, list, list]:
+def run(
+    settings: Settings, batches: list, workers: int = 1, stats: FlowStats | None = None
+) -> tuple[list, list, list]:
     aggs: list = []
     alerts: list = []
     late: list = []
@@ -76,6 +79,7 @@ def run(settings: Settings, batches: list, workers: int = 1) -> tuple[list, list
         alert_sink=TestingSink(alerts),
         late_sink=TestingSink(late),
         tail=False,
+        stats=stats,
     )
     if workers == 1:
         run_main(flow)
@@ -101,6 +105,22 @@ def test_flow_aggregates_match_numpy(settings: Settings, workers: int) -> None:
             assert a.count == count and (a.min, a.max) == (lo, hi)
             assert a.mean == pytest.approx(mean, abs=1e-9)
             assert a.std == pytest.approx(std, abs=1e-9)
+
+
+def test_flow_stats_count_what_went_through(settings: Settings) -> None:
+    readings = make_readings(devices=30, per_device=75)
+    batches = batches_of(readings, partitions=4, size=97)
+    batches.insert(1, ("0-readings", [b"not json", b'{"device_id": 1}']))
+    stats = FlowStats("all")
+    aggs, alerts, late = run(settings, batches, workers=2, stats=stats)
+    assert stats.readings == len(readings)
+    assert stats.bad == 2
+    assert stats.late == len(late)
+    assert stats.aggregates == sum(isinstance(a, Aggregate) for a in aggs)
+    assert sum(stats.alerts.values()) == len(alerts)
+    samples = {s.name: s.value for m in FlowStatsCollector(stats).collect() for s in m.samples}
+    assert samples["iotpipe_flow_readings_total"] == len(readings)
+    assert samples["iotpipe_flow_bad_total"] == 2
 
 
 def test_late_readings_go_to_the_late_output(settings: Settings) -> None:
