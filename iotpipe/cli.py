@@ -341,6 +341,42 @@ def stack_status(
         raise typer.Exit(1)
 
 
+@app.command()
+@friendly
+def status(
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.5, help="Seconds between snapshots (--watch).")
+    ] = 2.0,
+    record: Annotated[
+        bool, typer.Option("--record", help="Write each snapshot to InfluxDB (`pipeline`).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No screen (for --record).")] = False,
+    bucket: Annotated[
+        str | None, typer.Option(help="Bucket for --record (default IOTPIPE_INFLUX_BUCKET).")
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option(min=1, help="Stop --watch after this many snapshots.")
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The whole pipeline: services, throughput, topics and lag, dead letters, alerts."""
+    from iotpipe.status import run_status
+
+    run_status(
+        _settings(config),
+        console=console,
+        watch=watch,
+        interval_s=interval,
+        as_json=as_json,
+        record=record,
+        quiet=quiet,
+        bucket=bucket,
+        count=count,
+    )
+
+
 @stack_app.command("logs")
 @friendly
 def stack_logs(
