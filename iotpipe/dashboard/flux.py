@@ -1,0 +1,224 @@
+"""Flux queries for the dashboard, built as text from validated pieces.
+
+Every query is time-bounded (``range`` from a fixed menu of spans) and either
+downsampled (``aggregateWindow`` sized so a chart gets at most ``MAX_POINTS``
+points per series) or limited (``limit``/``tail``), so a dashboard left open
+on a busy fleet costs InfluxDB a bounded amount of work.
+
+InfluxDB OSS 2.x has no query parameters, so user input (a device search,
+a detector name) goes into Flux string literals through ``flux_string``, which
+escapes everything Flux's lexer treats specially. Nothing user-given is ever
+placed outside a string literal: spans, steps and limits come from this
+module's own tables or are integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+AGG = "sensor_agg"
+ANOMALY = "anomaly"
+
+# The spans a page may ask for; anything else is refused before a query is built.
+RANGES_S: dict[str, int] = {
+    "15m": 15 * 60,
+    "1h": 3600,
+    "6h": 6 * 3600,
+    "24h": 86_400,
+    "7d": 7 * 86_400,
+}
+MAX_POINTS = 240
+# Aggregation steps a chart may use: "nice" values so bucket edges line up.
+STEPS_S = (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400)
+SEVERITIES = ("info", "warning", "critical")
+
+_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def flux_string(value: str) -> str:
+    """``value`` as a Flux string literal, quotes included.
+
+    Backslash, double quote and control characters are escaped, and ``${``
+    (Flux's string interpolation) becomes ``\\${``, so the value can neither
+    close the literal nor evaluate an expression.
+    """
+    return '"' + value.translate(_ESCAPES).replace("${", "\\${") + '"'
+
+
+def span_s(name: str) -> int:
+    """Seconds of a named span ('1h'); ``ValueError`` for anything off the menu."""
+    try:
+        return RANGES_S[name]
+    except KeyError:
+        raise ValueError(f"range must be one of {', '.join(RANGES_S)}, not {name!r}") from None
+
+
+def pick_step_s(range_s: int, min_step_s: int = 0) -> int:
+    """The smallest nice step giving at most ``MAX_POINTS`` buckets, and >= ``min_step_s``."""
+    want = max(range_s / MAX_POINTS, min_step_s)
+    for step in STEPS_S:
+        if step >= want:
+            return step
+    return STEPS_S[-1]
+
+
+def pick_window_ms(windows_ms: Sequence[int], step_ms: int) -> int:
+    """Which stored window length to read: the longest that still fits in one step.
+
+    Reading 1m aggregates for a 24 h chart scans six times fewer points than
+    10s ones and loses nothing at that resolution. If every window is longer
+    than the step, the shortest one is used.
+    """
+    if not windows_ms:
+        raise ValueError("no window lengths configured")
+    fitting = [w for w in windows_ms if w <= step_ms]
+    return max(fitting) if fitting else min(windows_ms)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A query's time bounds and resolution."""
+
+    range_s: int
+    step_s: int
+    window: str  # the ``window`` tag value to read (e.g. '1m')
+
+    def range_clause(self) -> str:
+        return f"range(start: -{self.range_s}s)"
+
+
+def _eq(column: str, value: str) -> str:
+    return f"r.{column} == {flux_string(value)}"
+
+
+def _filters(conditions: Iterable[str]) -> str:
+    return " and ".join(conditions)
+
+
+def throughput(bucket: str, span: Span) -> str:
+    """Readings per step over all devices: the sum of ``count`` per time bucket."""
+    return f"""from(bucket: {flux_string(bucket)})
+  |> {span.range_clause()}
+  |> filter(fn: (r) => {_filters([_eq("_measurement", AGG), _eq("window", span.window)])}
+      and r._field == "count")
+  |> group()
+  |> aggregateWindow(every: {span.step_s}s, fn: sum, timeSrc: "_start", createEmpty: false)"""
+
+
+def devices_reporting(bucket: str, window: str, recent_s: int) -> str:
+    """Distinct devices with an aggregate in the last ``recent_s`` seconds.
+
+    ``last()`` right after ``filter`` is pushed down to storage, so this reads
+    one point per series, not every window of every device.
+    """
+    return f"""from(bucket: {flux_string(bucket)})
+  |> range(start: -{int(recent_s)}s)
+  |> filter(fn: (r) => {_filters([_eq("_measurement", AGG), _eq("window", window)])}
+      and r._field == "count")
+  |> last()
+  |> keep(columns: ["device_id"])
+  |> group()
+  |> distinct(column: "device_id")
+  |> count()"""
+
+
+def alert_counts(bucket: str, range_s: int) -> str:
+    """Anomalies per severity in the last ``range_s`` seconds."""
+    return f"""from(bucket: {flux_string(bucket)})
+  |> range(start: -{int(range_s)}s)
+  |> filter(fn: (r) => {_eq("_measurement", ANOMALY)} and r._field == "score")
+  |> group(columns: ["severity"])
+  |> count()"""
+
+
+def type_stats(bucket: str, span: Span, device_id: str | None = None) -> str:
+    """Mean of means, min of mins, max of maxes per sensor type and time bucket.
+
+    With ``device_id`` the same for one device (the drill-down chart).
+    """
+    where = [_eq("_measurement", AGG), _eq("window", span.window)]
+    if device_id is not None:
+        where.append(_eq("device_id", device_id))
+    parts = []
+    for name, fn in (("mean", "mean"), ("min", "min"), ("max", "max")):
+        parts.append(
+            f"""{name}_ = base
+  |> filter(fn: (r) => r._field == "{name}")
+  |> aggregateWindow(every: {span.step_s}s, fn: {fn}, timeSrc: "_start", createEmpty: false)"""
+        )
+    body = "\n".join(parts)
+    return f"""base = from(bucket: {flux_string(bucket)})
+  |> {span.range_clause()}
+  |> filter(fn: (r) => {_filters(where)})
+  |> group(columns: ["sensor_type", "_field"])
+{body}
+union(tables: [mean_, min_, max_])
+  |> keep(columns: ["_time", "_value", "_field", "sensor_type"])"""
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """Optional filters of the alert feed; every value is escaped into a literal."""
+
+    severity: str | None = None
+    detector: str | None = None
+    sensor_type: str | None = None
+    device_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.severity is not None and self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}")
+
+    def conditions(self) -> list[str]:
+        conds = [_eq("_measurement", ANOMALY)]
+        for column in ("severity", "detector", "sensor_type", "device_id"):
+            value = getattr(self, column)
+            if value:
+                conds.append(_eq(column, value))
+        return conds
+
+
+def alerts(bucket: str, range_s: int, filt: AlertFilter, limit: int) -> str:
+    """The newest ``limit`` anomalies, one row each (fields pivoted into columns).
+
+    ``tail`` per series before the pivot keeps the work bounded by
+    ``limit`` per device, not by everything in the range.
+    """
+    n = max(1, int(limit))
+    return f"""from(bucket: {flux_string(bucket)})
+  |> range(start: -{int(range_s)}s)
+  |> filter(fn: (r) => {_filters(filt.conditions())})
+  |> tail(n: {n})
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+  |> group()
+  |> sort(columns: ["_time"], desc: true)
+  |> limit(n: {n})"""
+
+
+def tag_values(bucket: str, tag: str, measurement: str, range_s: int) -> str:
+    """Distinct values of a tag (for filter menus); ``tag`` is one of ours, not user input."""
+    return f"""import "influxdata/influxdb/schema"
+schema.tagValues(
+  bucket: {flux_string(bucket)},
+  tag: {flux_string(tag)},
+  predicate: (r) => {_eq("_measurement", measurement)},
+  start: -{int(range_s)}s,
+)
+  |> sort()
+  |> limit(n: 200)"""
+
+
+def device_search(bucket: str, prefix: str, range_s: int, limit: int) -> str:
+    """Device ids starting with ``prefix`` (server-side, limited: no giant drop-downs)."""
+    return f"""import "influxdata/influxdb/schema"
+import "strings"
+schema.tagValues(
+  bucket: {flux_string(bucket)},
+  tag: "device_id",
+  predicate: (r) => {_eq("_measurement", AGG)},
+  start: -{int(range_s)}s,
+)
+  |> filter(fn: (r) => strings.hasPrefix(v: r._value, prefix: {flux_string(prefix)}))
+  |> sort()
+  |> limit(n: {max(1, int(limit))})"""
