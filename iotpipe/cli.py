@@ -467,5 +467,28 @@ def check(
         raise typer.Exit(1)
 
 
+@app.command()
+@friendly
+def dashboard(
+    host: Annotated[
+        str | None, typer.Option(envvar="IOTPIPE_DASHBOARD_HOST", help="Listen address.")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(envvar="IOTPIPE_DASHBOARD_PORT", help="HTTP port.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Web dashboard: fleet overview, live alerts, device drill-down, pipeline health."""
+    import uvicorn
+
+    from iotpipe.dashboard import create_app
+
+    settings = _override(_settings(config), "dashboard", host=host, port=port)
+    _setup_logging(settings)
+    web = settings.dashboard
+    console.print(f"dashboard on http://{web.host}:{web.port}/ (Ctrl-C to stop)")
+    uvicorn.run(create_app(settings), host=web.host, port=web.port, log_level="warning")
+
+
 def main() -> None:
     app()
