@@ -33,17 +33,22 @@ MAX_POINTS = 240
 STEPS_S = (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400)
 SEVERITIES = ("info", "warning", "critical")
 
-_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+_ESCAPES = str.maketrans(
+    {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "$": "\\x24"}
+)
 
 
 def flux_string(value: str) -> str:
     """``value`` as a Flux string literal, quotes included.
 
-    Backslash, double quote and control characters are escaped, and ``${``
-    (Flux's string interpolation) becomes ``\\${``, so the value can neither
-    close the literal nor evaluate an expression.
+    Backslash, double quote and control characters get their escapes, and
+    every ``$`` becomes the byte escape ``\\x24``: Flux starts interpolation
+    at ``${``, and its scanner takes the character after any other ``$`` raw
+    (so ``$\\`` would swallow the backslash), which ``\\$`` cannot fix because
+    it is only valid before ``{``. The value can neither close the literal nor
+    evaluate an expression (checked against InfluxDB 2.7 in the tests).
     """
-    return '"' + value.translate(_ESCAPES).replace("${", "\\${") + '"'
+    return '"' + value.translate(_ESCAPES) + '"'
 
 
 def span_s(name: str) -> int:

@@ -1,0 +1,155 @@
+"""Dashboard Flux building: escaping of user input, time bounds, step and window sizing."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from iotpipe.dashboard import flux
+
+_UNESCAPE = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
+
+
+def read_flux_string(text: str, start: int = 0) -> tuple[str, int]:
+    """Lex one Flux string literal at ``text[start]``, strictly.
+
+    Returns the value and the index after the closing quote. A raw ``$`` fails
+    the test: Flux would start interpolation at ``${`` and take the character
+    after any other ``$`` raw, so only the ``\\x24`` byte escape is safe.
+    """
+    assert text[start] == '"'
+    out: list[str] = []
+    raw = bytearray()
+    i = start + 1
+    while True:
+        ch = text[i]
+        if ch == "\\" and text[i + 1] == "x":
+            raw.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+            continue
+        if raw:
+            out.append(raw.decode())
+            raw.clear()
+        if ch == '"':
+            return "".join(out), i + 1
+        if ch == "\\":
+            nxt = text[i + 1]
+            assert nxt in _UNESCAPE, f"invalid escape \\{nxt}"
+            out.append(_UNESCAPE[nxt])
+            i += 2
+            continue
+        assert ch != "$", "raw $ in a Flux string"
+        out.append(ch)
+        i += 1
+
+
+@given(st.text(max_size=60))
+def test_flux_string_round_trips_any_text(value: str) -> None:
+    literal = flux.flux_string(value)
+    parsed, end = read_flux_string(literal)
+    assert parsed == value
+    assert end == len(literal)  # the literal cannot be closed early
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        '") |> drop(columns: ["_value"]) //',
+        '" or true or r.x == "',
+        "${string(v: 1)}",
+        "\\",
+        'dev\\"',
+        "line\nbreak",
+        "$${{",
+    ],
+)
+def test_user_input_stays_inside_its_literal(attack: str) -> None:
+    query = flux.device_search("iot", attack, 3600, 20)
+    call = "strings.hasPrefix(v: r._value, prefix: "
+    at = query.index(call) + len(call)
+    value, end = read_flux_string(query, at)
+    assert value == attack
+    assert query[end:].startswith("))")
+    alert_q = flux.alerts("iot", 3600, flux.AlertFilter(detector=attack, device_id=attack), 10)
+    assert alert_q.count("r.detector == ") == 1
+    at = alert_q.index("r.detector == ") + len("r.detector == ")
+    assert read_flux_string(alert_q, at)[0] == attack
+
+
+def test_spans_come_from_the_menu_only() -> None:
+    assert flux.span_s("1h") == 3600
+    for bad in ("0m", "1000d", "-1h", "1h) |> drop()"):
+        with pytest.raises(ValueError, match="range must be one of"):
+            flux.span_s(bad)
+
+
+@pytest.mark.parametrize(
+    ("range_s", "min_step", "expected"),
+    [(900, 10, 10), (3600, 10, 15), (6 * 3600, 10, 120), (86_400, 10, 600), (7 * 86_400, 0, 3600)],
+)
+def test_step_gives_at_most_max_points(range_s: int, min_step: int, expected: int) -> None:
+    step = flux.pick_step_s(range_s, min_step)
+    assert step == expected
+    assert range_s / step <= flux.MAX_POINTS
+    assert step >= min_step
+
+
+def test_step_never_below_the_shortest_window() -> None:
+    assert flux.pick_step_s(900, min_step_s=60) == 60
+
+
+def test_window_is_the_longest_that_fits_a_step() -> None:
+    assert flux.pick_window_ms([10_000, 60_000], 15_000) == 10_000
+    assert flux.pick_window_ms([10_000, 60_000], 120_000) == 60_000
+    assert flux.pick_window_ms([60_000, 300_000], 10_000) == 60_000  # none fits: shortest
+    with pytest.raises(ValueError):
+        flux.pick_window_ms([], 10_000)
+
+
+def _every_query() -> list[str]:
+    span = flux.Span(3600, 15, "10s")
+    filt = flux.AlertFilter(severity="critical", detector="threshold", sensor_type="gas")
+    return [
+        flux.throughput("iot", span),
+        flux.devices_reporting("iot", "10s", 300),
+        flux.alert_counts("iot", 3600),
+        flux.type_stats("iot", span),
+        flux.type_stats("iot", span, device_id="dev-1"),
+        flux.alerts("iot", 3600, filt, 50),
+        flux.tag_values("iot", "detector", flux.ANOMALY, 86_400),
+        flux.device_search("iot", "dev-", 86_400, 20),
+    ]
+
+
+def test_every_query_is_time_bounded_and_downsampled_or_limited() -> None:
+    for query in _every_query():
+        assert re.search(r"range\(start: -\d+s\)|start: -\d+s,", query), query
+        reduced = ("aggregateWindow(", "limit(n:", "count()", "last()")
+        assert any(r in query for r in reduced), query
+
+
+def test_charts_use_the_stored_window_and_the_step() -> None:
+    q = flux.type_stats("iot", flux.Span(86_400, 600, "1m"), device_id="dev-7")
+    assert 'r.window == "1m"' in q
+    assert 'r.device_id == "dev-7"' in q
+    assert q.count("aggregateWindow(every: 600s") == 3
+    assert "fn: mean" in q and "fn: min" in q and "fn: max" in q
+
+
+def test_alert_filter_checks_severity_and_skips_empty_filters() -> None:
+    with pytest.raises(ValueError, match="severity"):
+        flux.AlertFilter(severity="urgent")
+    assert flux.AlertFilter().conditions() == ['r._measurement == "anomaly"']
+    conds = flux.AlertFilter(severity="warning", sensor_type="gas").conditions()
+    assert conds[1:] == ['r.severity == "warning"', 'r.sensor_type == "gas"']
+
+
+@pytest.mark.parametrize("bad", ['"a${x}"', '"$\\\\"', '"\\$"', '"a"b"'])
+def test_the_strict_lexer_refuses_unsafe_literals(bad: str) -> None:
+    """The checker above is not a rubber stamp: unsafe literals fail it."""
+    with pytest.raises((AssertionError, IndexError)):
+        _value, end = read_flux_string(bad)
+        assert end == len(bad)
