@@ -490,5 +490,52 @@ def dashboard(
     uvicorn.run(create_app(settings), host=web.host, port=web.port, log_level="warning")
 
 
+@app.command()
+@friendly
+def demo(
+    devices: Annotated[
+        int | None, typer.Option(envvar="IOTPIPE_DEMO_DEVICES", help="Simulated devices.")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(envvar="IOTPIPE_DEMO_RATE", help="Readings/s in total.")
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(envvar="IOTPIPE_DEMO_DURATION_S", help="Seconds; 0 = until Ctrl-C."),
+    ] = None,
+    anomaly_rate: Annotated[
+        float | None,
+        typer.Option(envvar="IOTPIPE_DEMO_ANOMALY_RATE", help="Anomaly start chance per reading."),
+    ] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Logs, recovery, summaries (default <state_dir>/demo).")
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The whole pipeline, supervised, with a loss-checked summary; exit 1 on loss."""
+    from iotpipe.demo.run import DemoOptions, run_demo
+
+    settings = _override(
+        _settings(config),
+        "demo",
+        devices=devices,
+        rate=rate,
+        duration_s=duration,
+        anomaly_rate=anomaly_rate,
+    )
+    d = settings.demo
+    options = DemoOptions(
+        d.devices, d.rate, d.duration_s, d.anomaly_rate, workdir=workdir, config_file=config
+    )
+    summary = run_demo(settings, options, err_console, live=not as_json)
+    if as_json:
+        print(json.dumps(summary.to_dict()))
+    else:
+        summary.render(console)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()

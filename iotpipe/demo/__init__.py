@@ -1,0 +1,1 @@
+"""``make demo`` / ``iotpipe demo``: every component as its own supervised process."""

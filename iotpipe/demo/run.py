@@ -1,0 +1,502 @@
+"""``iotpipe demo``: the whole pipeline from one command, supervised, with a loss check.
+
+Isolation per run, so a demo never mixes with other runs or other people's
+traffic on the same servers: the simulator's sites (``demo-<run>-000`` ...) and
+device ids (``d<run>-<attempt>-000042``) are new each run, the ingester
+subscribes to exactly those sites under its own MQTT session, and the Kafka
+topics live under the ``demo.`` prefix (or ``IOTPIPE_KAFKA_TOPIC_PREFIX`` when
+set). The demo records the topics' end offsets at the start and reads from
+there at the close, so the summary counts this run only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.text import Text
+
+from iotpipe.catalogue import load_catalogue
+from iotpipe.demo import kafka as dk
+from iotpipe.demo.components import COMPONENTS, INGESTER, SIMULATOR, child_specs
+from iotpipe.demo.influx import aggregated_readings
+from iotpipe.demo.metrics import scrape
+from iotpipe.demo.summary import (
+    DemoSummary,
+    ReadBack,
+    count_alerts,
+    count_reasons,
+    simulator_summaries,
+    values_of,
+)
+from iotpipe.demo.supervisor import Event, Supervisor
+from iotpipe.errors import ConfigError, ConnectorError, IotpipeError
+from iotpipe.kafka_admin import broker_metadata, ensure_topics
+from iotpipe.settings import CONFIG_FILE_VAR, Settings
+from iotpipe.topics import KafkaTopics
+from simulators.names import site_names
+
+DEFAULT_TOPIC_PREFIX = "demo."
+MAX_SITES_SUBSCRIBED = 50
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    devices: int
+    rate: float
+    duration_s: float = 0.0  # 0 = until Ctrl-C
+    anomaly_rate: float = 0.0005
+    workdir: Path | None = None  # default: <state_dir>/demo
+    drain_timeout_s: float = 120.0
+    config_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything decided before the first process starts."""
+
+    run_id: str
+    workdir: Path
+    settings: Settings  # as the components will see them
+    env: dict[str, str]
+    values: dict[str, str]
+    device_prefix: str
+    ingest_port: int
+    flow_port: int
+    dashboard_port: int
+
+    @property
+    def topics(self) -> KafkaTopics:
+        return KafkaTopics(self.settings.kafka.topic_prefix)
+
+
+def free_port(preferred: int, span: int = 1) -> int:
+    """``preferred`` if it (and the next span-1 ports) are free, else a free one."""
+    if preferred and all(_can_bind(preferred + i) for i in range(span)):
+        return preferred
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port + span < 65_536 and all(_can_bind(port + i) for i in range(span)):
+            return port
+    raise ConfigError(f"no free port range of {span} found")
+
+
+def _can_bind(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def make_plan(settings: Settings, opts: DemoOptions, run_id: str | None = None) -> Plan:
+    """Ports, prefixes, sites, directories and the environment the children get."""
+    run_id = run_id or uuid.uuid4().hex[:8]
+    workdir = (opts.workdir or settings.core.state_dir / "demo").resolve()
+    topic_prefix = settings.kafka.topic_prefix or DEFAULT_TOPIC_PREFIX
+    site_prefix = f"demo-{run_id}"
+    sites = site_names(settings.sim.sites, site_prefix)
+    sites_env = ",".join(sites) if len(sites) <= MAX_SITES_SUBSCRIBED else ""
+    ingest_port = free_port(settings.ingest.metrics_port or 9108)
+    flow_port = free_port(settings.flow.metrics_port or 9110, span=2)
+    dashboard_port = free_port(settings.dashboard.port)
+    env = {
+        "IOTPIPE_KAFKA_TOPIC_PREFIX": topic_prefix,
+        "IOTPIPE_MQTT_SITES": settings.mqtt.sites or sites_env,
+        "IOTPIPE_INGEST_INSTANCE": f"demo-{run_id}",
+        "IOTPIPE_INGEST_SESSION_EXPIRY_S": "600",
+        "IOTPIPE_INGEST_METRICS_PORT": str(ingest_port),
+        "IOTPIPE_FLOW_METRICS_PORT": str(flow_port),
+        "IOTPIPE_DASHBOARD_PORT": str(dashboard_port),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if opts.config_file is not None:
+        env[CONFIG_FILE_VAR] = str(opts.config_file.resolve())
+    device_prefix = f"d{run_id}"
+    values = {
+        "devices": str(opts.devices),
+        "interval": f"{opts.devices / opts.rate:.6g}",
+        "anomaly_rate": f"{opts.anomaly_rate:g}",
+        "sites": str(settings.sim.sites),
+        "site_prefix": site_prefix,
+        "device_prefix": device_prefix,
+        "sim_duration": f"{opts.duration_s:g}",
+        "workdir": str(workdir),
+        "recovery": str(workdir / "recovery" / topic_prefix.rstrip(".")),
+        "run_id": run_id,
+    }
+    updated = settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(update={"topic_prefix": topic_prefix}),
+            "mqtt": settings.mqtt.model_copy(update={"sites": env["IOTPIPE_MQTT_SITES"]}),
+        }
+    )
+    return Plan(
+        run_id, workdir, updated, env, values, device_prefix + "-", ingest_port, flow_port,
+        dashboard_port,
+    )  # fmt: skip
+
+
+def available_commands() -> set[str]:
+    """``name`` and ``name --option`` for every CLI command (to include optional parts)."""
+    import typer.main
+
+    from iotpipe.cli import app
+
+    group = typer.main.get_command(app)
+    out: set[str] = set()
+    for name, cmd in getattr(group, "commands", {}).items():
+        out.add(name)
+        for param in cmd.params:
+            out.update(f"{name} {o}" for o in param.opts)
+    return out
+
+
+@contextmanager
+def _stop_requests(stop: threading.Event, hurry: threading.Event) -> Iterator[None]:
+    """First Ctrl-C/SIGTERM: stop cleanly (drain); second: stop without draining."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            hurry.set()
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class Demo:
+    """One demo run: start, watch, drain, stop, summarise."""
+
+    def __init__(self, settings: Settings, opts: DemoOptions, console: Console) -> None:
+        self.opts = opts
+        self.console = console
+        self.plan = make_plan(settings, opts)
+        self.stop = threading.Event()
+        self.hurry = threading.Event()
+        self.crashes: list[str] = []
+        self.notes: list[str] = []
+        self.live: Live | None = None
+        logs = self.plan.workdir / "logs" / self.plan.run_id
+        self.supervisor = Supervisor(
+            logs,
+            {**os.environ, **self.plan.env},
+            on_event=self._on_event,
+            pid_file=self.plan.workdir / "pids.json",
+        )
+        self.catalogue = load_catalogue(self.plan.settings.core.sensors_file)
+        self.readings_topics = [self.plan.topics.readings(t) for t in sorted(self.catalogue.names)]
+        self.started = time.monotonic()
+        self.start_ms = 0
+        self._last_shown = 0.0
+
+    # -- events and status -------------------------------------------------
+    def _on_event(self, event: Event) -> None:
+        if event.kind == "crashed":
+            self.crashes.append(f"{event.name}: {event.message.splitlines()[0]}")
+            self.console.print(f"[red]{event.name} crashed[/]: {escape(event.message)}")
+        elif event.kind in ("restarted", "finished"):
+            self.console.print(f"[yellow]{event.name} {event.kind}[/] ({escape(event.message)})")
+
+    def _metrics(self) -> tuple[dict[str, float], dict[str, float]]:
+        host = self.plan.settings.ingest.metrics_host
+        ingest = scrape(host, self.plan.ingest_port) or {}
+        flows: dict[str, float] = {}
+        fhost = self.plan.settings.flow.metrics_host
+        for port in (self.plan.flow_port, self.plan.flow_port + 1):
+            for k, v in (scrape(fhost, port) or {}).items():
+                flows[k] = flows.get(k, 0.0) + v
+        return ingest, flows
+
+    def status_line(self) -> str:
+        ingest, flows = self._metrics()
+        up = int(time.monotonic() - self.started)
+        restarts = sum(self.supervisor.restarts().values())
+        parts = [
+            f"up {up // 60}:{up % 60:02d}",
+            f"mqtt in {ingest.get('iotpipe_ingest_readings_total', 0):,.0f}",
+            f"to kafka {ingest.get('iotpipe_ingest_produced_total', 0):,.0f}",
+            f"flows read {flows.get('iotpipe_flow_readings_total', 0):,.0f}",
+            f"aggregates {flows.get('iotpipe_flow_aggregates_total', 0):,.0f}",
+            f"alerts {flows.get('iotpipe_flow_alerts_total', 0):,.0f}",
+            f"dead-lettered {ingest.get('iotpipe_ingest_dead_lettered_total', 0):,.0f}",
+            f"restarts {restarts}",
+        ]
+        return " | ".join(parts)
+
+    def _show(self) -> None:
+        line = self.status_line()
+        if self.live is not None:
+            self.live.update(Text(line))
+        else:
+            self.console.print(line, highlight=False)
+
+    # -- phases ------------------------------------------------------------
+    def prepare(self) -> dict[tuple[str, int], int]:
+        """Check Kafka, create the topics, and note where this run starts in each."""
+        kafka = self.plan.settings.kafka
+        try:
+            broker_metadata(kafka)
+        except ConnectorError as exc:
+            raise ConnectorError(f"{exc} (start the stack first: make up)") from exc
+        ensure_topics(kafka, self.plan.topics.all_topics(self.catalogue.names))
+        self.start_ms = int(time.time() * 1000)
+        return dk.end_offsets(kafka, self._watched_topics())
+
+    def _watched_topics(self) -> list[str]:
+        t = self.plan.topics
+        return [*self.readings_topics, t.alerts, t.dlq_ingest, t.dlq_sink]
+
+    def launch(self) -> None:
+        specs = child_specs(
+            COMPONENTS,
+            self.plan.values,
+            (sys.executable, "-m", "iotpipe"),
+            available_commands(),
+        )
+        names = [s.name for s in specs]
+        self.console.print(
+            f"demo run {self.plan.run_id}: {', '.join(names)}; logs in {self.supervisor.log_dir}"
+        )
+        for spec in specs:
+            if spec.name == SIMULATOR:
+                self._wait_ingester_subscribed()
+            self.supervisor.start([spec])
+        if "dashboard" in names:
+            host = self.plan.settings.dashboard.host
+            self.console.print(f"dashboard: http://{host}:{self.plan.dashboard_port}/")
+
+    def _wait_ingester_subscribed(self, timeout_s: float = 60.0) -> None:
+        """Readings published before the ingester subscribes would go nowhere."""
+        log = self.supervisor.children[INGESTER].log_path
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self.stop.is_set():
+            self.supervisor.poll()
+            if "subscribing to" in log.read_text(errors="replace"):
+                time.sleep(1.0)  # SUBSCRIBE sent; leave the broker a moment for SUBACK
+                return
+            time.sleep(0.2)
+        if not self.stop.is_set():
+            raise ConnectorError(f"the ingester did not subscribe within {timeout_s:.0f} s: {log}")
+
+    def _maybe_show(self) -> None:
+        """Every second on a terminal (one line, redrawn), every 10 s in a log."""
+        now = time.monotonic()
+        if now - self._last_shown >= (1.0 if self.live is not None else 10.0):
+            self._show()
+            self._last_shown = now
+
+    def watch(self) -> None:
+        """Until the simulator finishes (duration) or Ctrl-C."""
+        sim = self.supervisor.children.get(SIMULATOR)
+        while not self.stop.is_set():
+            self.supervisor.poll()
+            if sim is not None and sim.finished:
+                break
+            self._maybe_show()
+            self.stop.wait(0.5)
+
+    def drain(self, start: dict[tuple[str, int], int]) -> None:
+        """Simulator off, then let the ingester and the flows catch up."""
+        self.supervisor.stop(SIMULATOR)
+        sent = self._sent()[0]
+        deadline = time.monotonic() + self.opts.drain_timeout_s
+        kafka = self.plan.settings.kafka
+        self.console.print("simulator stopped; waiting for the ingester to forward everything")
+        stable_since, last_total = time.monotonic(), -1
+        while time.monotonic() < deadline and not self.hurry.is_set():
+            self.supervisor.poll()
+            end = dk.end_offsets(kafka, self.readings_topics)
+            total = dk.total(end) - dk.total(start)
+            ingest, _ = self._metrics()
+            inflight = ingest.get("iotpipe_ingest_inflight", 0.0)
+            if total != last_total:
+                stable_since, last_total = time.monotonic(), total
+            if sent is not None and total >= sent and inflight == 0:
+                break
+            if time.monotonic() - stable_since > 10 and inflight == 0:
+                break  # nothing more is coming
+            time.sleep(0.5)
+        self.console.print("waiting for the flows to catch up and close their windows")
+        self._wait_flows(deadline)
+
+    def _wait_flows(self, deadline: float) -> None:
+        kafka = self.plan.settings.kafka
+        prefix = kafka.topic_prefix
+        quiet_s = self.plan.settings.flow.idle_close_s + 3.0
+        end = dk.end_offsets(kafka, self.readings_topics)
+        last: tuple[float, ...] = ()
+        changed = time.monotonic()
+        caught_up = False
+        while time.monotonic() < deadline and not self.hurry.is_set():
+            self.supervisor.poll()
+            if not caught_up:
+                committed: dict[tuple[str, int], int] = {}
+                for group in (f"{prefix}iotpipe-flow-normal", f"{prefix}iotpipe-flow-high"):
+                    committed.update(dk.committed_offsets(kafka, group, end))
+                lag = sum(max(hi - committed.get(tp, 0), 0) for tp, hi in end.items())
+                caught_up = lag == 0
+            _, flows = self._metrics()
+            now_figures = tuple(
+                flows.get(k, -1.0)
+                for k in (
+                    "iotpipe_flow_readings_total",
+                    "iotpipe_flow_aggregates_total",
+                    "iotpipe_sink_points_total",
+                )
+            )
+            if now_figures != last:
+                last, changed = now_figures, time.monotonic()
+            if time.monotonic() - changed >= quiet_s and (caught_up or now_figures[0] >= 0):
+                return
+            self._maybe_show()
+            time.sleep(1.0)
+        self.notes.append("the flows had not settled when the drain timeout ended")
+
+    def _sent(self) -> tuple[int | None, int, dict[str, int]]:
+        """(sent or None if a simulator run left no summary, failed, labels)."""
+        child = self.supervisor.children.get(SIMULATOR)
+        if child is None:
+            return 0, 0, {}
+        found = simulator_summaries(child.log_path.read_text(errors="replace"))
+        labels: dict[str, int] = {}
+        for s in found:
+            for k, v in (s.get("labels") or {}).items():
+                labels[k] = labels.get(k, 0) + int(v)
+        sent = sum(int(s["sent"]) for s in found) if len(found) >= child.starts else None
+        return sent, sum(int(s.get("failed", 0)) for s in found), labels
+
+    def summarise(self, start: dict[tuple[str, int], int]) -> DemoSummary:
+        kafka = self.plan.settings.kafka
+        end = dk.end_offsets(kafka, self._watched_topics())
+        t = self.plan.topics
+
+        def slice_of(*topics: str) -> Iterator[tuple[str, bytes]]:
+            want = set(topics)
+            return dk.read_slice(
+                kafka,
+                {tp: o for tp, o in start.items() if tp[0] in want},
+                {tp: o for tp, o in end.items() if tp[0] in want},
+            )
+
+        back = ReadBack()
+        back.add(values_of(slice_of(*self.readings_topics)), self.plan.device_prefix)
+        reasons = count_reasons(values_of(slice_of(t.dlq_ingest)))
+        sink_dead = sum(1 for _ in slice_of(t.dlq_sink))
+        by_detector, by_state = count_alerts(values_of(slice_of(t.alerts)), self.plan.device_prefix)
+        sent, failed, labels = self._sent()
+        if sent is None:
+            self.notes.append("a simulator run ended without its summary: sent is unknown")
+        windows = self.plan.settings.flow.window_lengths_ms()
+        from flows.windows import window_label
+
+        shortest = min(windows)
+        aggregated: int | None
+        try:
+            aggregated = aggregated_readings(
+                self.plan.settings.influx,
+                window_label(shortest),
+                self.plan.device_prefix,
+                self.start_ms - shortest,
+                int(time.time() * 1000) + 60_000,
+            )
+        except IotpipeError as exc:
+            aggregated = None
+            self.notes.append(f"aggregates unknown: {exc}")
+        if back.without_seq:
+            self.notes.append(f"{back.without_seq} readings carried no seq")
+        dashboard = self.supervisor.children.get("dashboard")
+        return DemoSummary(
+            run_id=self.plan.run_id,
+            duration_s=round(time.monotonic() - self.started, 1),
+            devices=self.opts.devices,
+            rate=self.opts.rate,
+            sent=sent,
+            simulator_failed=failed,
+            ingested=back.ingested,
+            ingested_by_type=dict(sorted(back.by_type.items())),
+            aggregated=aggregated,
+            aggregate_window=window_label(shortest),
+            dead_lettered=dict(sorted(reasons.items())),
+            sink_dead_lettered=sink_dead,
+            alerts_by_detector=dict(sorted(by_detector.items())),
+            alert_events=dict(sorted(by_state.items())),
+            labels=labels,
+            loss=back.ledger.check(sent),
+            restarts=self.supervisor.restarts(),
+            crashes=self.crashes,
+            dashboard_url=(
+                f"http://{self.plan.settings.dashboard.host}:{self.plan.dashboard_port}/"
+                if dashboard is not None
+                else None
+            ),
+            logs=str(self.supervisor.log_dir),
+            notes=self.notes,
+        )
+
+    def run(self, live: bool) -> DemoSummary:
+        self.plan.workdir.mkdir(parents=True, exist_ok=True)
+        with _stop_requests(self.stop, self.hurry):
+            start = self.prepare()
+            try:
+                self.launch()
+                with _maybe_live(self.console, live) as self.live:
+                    self.watch()
+                    self.drain(start)
+                self.live = None
+            finally:
+                order = [SIMULATOR, INGESTER, "flow-normal", "flow-high", "status", "dashboard"]
+                self.supervisor.stop_all([n for n in order if n in self.supervisor.children])
+            summary = self.summarise(start)
+        summary.save(self.plan.workdir / f"summary-{self.plan.run_id}.json")
+        return summary
+
+
+@contextmanager
+def _maybe_live(console: Console, live: bool) -> Iterator[Live | None]:
+    if not (live and console.is_terminal):
+        yield None
+        return
+    with Live(Text("starting"), console=console, refresh_per_second=2, transient=True) as lv:
+        yield lv
+
+
+def run_demo(
+    settings: Settings,
+    opts: DemoOptions,
+    console: Console | None = None,
+    *,
+    live: bool = True,
+    on_plan: Callable[[Plan], None] | None = None,
+) -> DemoSummary:
+    """Everything ``iotpipe demo`` does except printing the summary."""
+    if opts.devices < 1 or opts.rate <= 0:
+        raise ConfigError("--devices must be >= 1 and --rate > 0")
+    demo = Demo(settings, opts, console or Console(stderr=True))
+    if on_plan is not None:
+        on_plan(demo.plan)
+    return demo.run(live)
