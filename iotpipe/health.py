@@ -91,6 +91,7 @@ class TopicHealth:
     messages: int | None
     end_offset: int | None  # sum of high watermarks: everything ever written
     rate: float | None  # messages/s written since the previous snapshot
+    error: str = ""  # offsets could not be read (e.g. a partition without a leader yet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,37 +359,47 @@ class HealthCollector:
                 for group, gtps in groups.items()
                 if gtps
             ]
-            low = {(tp.topic, tp.partition): f.result().offset for tp, f in low_f.items()}
-            high = {(tp.topic, tp.partition): f.result().offset for tp, f in high_f.items()}
+            low, low_err = _offsets(low_f)
+            high, high_err = _offsets(high_f)
             committed: dict[tuple[str, str, int], int | None] = {}
             for futures in group_f:
                 for group, fut in futures.items():
-                    for tp in fut.result().topic_partitions:
+                    try:
+                        result = fut.result()
+                    except KafkaException:  # e.g. coordinator moving: no lag this time
+                        continue
+                    for tp in result.topic_partitions:
                         ok = tp.error is None and tp.offset >= 0
                         committed[(group, tp.topic, tp.partition)] = tp.offset if ok else None
         except (KafkaException, RuntimeError, ValueError) as exc:
             return [_missing(name, role, st) for name, role, st in wanted], [], _short(exc)
+        errors = {**low_err, **high_err}
         topics = []
         for name, role, sensor_type in wanted:
             if name not in parts:
                 topics.append(_missing(name, role, sensor_type))
                 continue
-            ends = [high[(name, p)] for p in parts[name]]
-            starts = [low[(name, p)] for p in parts[name]]
+            keys = [(name, p) for p in parts[name]]
+            failed = next((errors[k] for k in keys if k in errors), "")
+            ends = None if failed else sum(high[k] for k in keys)
+            starts = None if failed else sum(low[k] for k in keys)
             topics.append(
                 TopicHealth(
                     name,
                     role,
                     sensor_type,
                     True,
-                    len(ends),
-                    sum(ends) - sum(starts),
-                    sum(ends),
+                    len(keys),
+                    ends - starts if ends is not None and starts is not None else None,
+                    ends,
                     None,
+                    failed,
                 )
             )
         lag = []
         for (group, topic, partition), offset in sorted(committed.items()):
+            if (topic, partition) not in high:
+                continue
             end = high[(topic, partition)]
             lag.append(
                 PartitionLag(
@@ -471,6 +482,20 @@ def _results(futures: list[Future[_T]]) -> list[_T]:
     return [f.result() for f in futures]
 
 
+def _offsets(
+    futures: dict[TopicPartition, Future[Any]],
+) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], str]]:
+    """Offsets by (topic, partition), and the partitions whose request failed."""
+    found: dict[tuple[str, int], int] = {}
+    failed: dict[tuple[str, int], str] = {}
+    for tp, fut in futures.items():
+        try:
+            found[(tp.topic, tp.partition)] = fut.result().offset
+        except KafkaException as exc:
+            failed[(tp.topic, tp.partition)] = _short(exc)
+    return found, failed
+
+
 def _missing(name: str, role: TopicRole, sensor_type: str | None) -> TopicHealth:
     return TopicHealth(name, role, sensor_type, False, 0, None, None, None)
 
@@ -490,6 +515,7 @@ def _with_rate(topic: TopicHealth, previous: TopicHealth | None, dt: float) -> T
         topic.messages,
         topic.end_offset,
         round(delta / dt, 3),
+        topic.error,
     )
 
 

@@ -103,6 +103,9 @@ def _topics(health: PipelineHealth, settings: Settings) -> Table:
         if not t.exists:
             table.add_row(t.topic, "", "[yellow]missing[/]", "", "")
             continue
+        if t.messages is None:
+            table.add_row(t.topic, str(t.partitions), "[yellow]unavailable[/]", "", t.error)
+            continue
         lag_text = ""
         for group in groups.values():
             if (group, t.topic) in lag:
