@@ -29,18 +29,3 @@ def parse(text: str) -> Samples:
         for sample in family.samples:
             out[sample.name] += sample.value
     return dict(out)
-
-
-def labelled(host: str, port: int, name: str, label: str, timeout: float = 1.0) -> dict[str, float]:
-    """One metric's values by one label, e.g. alerts by detector."""
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as resp:
-            text = resp.read().decode()
-    except (urllib.error.URLError, OSError, ValueError):
-        return {}
-    out: defaultdict[str, float] = defaultdict(float)
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                out[sample.labels.get(label, "")] += sample.value
-    return dict(out)

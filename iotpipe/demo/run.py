@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -155,17 +156,22 @@ def make_plan(settings: Settings, opts: DemoOptions, run_id: str | None = None) 
 
 
 def available_commands() -> set[str]:
-    """``name`` and ``name --option`` for every CLI command (to include optional parts)."""
+    """``name`` and ``name --option`` for every CLI command, sub-commands as ``group name``."""
     import typer.main
 
     from iotpipe.cli import app
 
-    group = typer.main.get_command(app)
     out: set[str] = set()
-    for name, cmd in getattr(group, "commands", {}).items():
-        out.add(name)
-        for param in cmd.params:
-            out.update(f"{name} {o}" for o in param.opts)
+
+    def walk(cmd: Any, path: str) -> None:  # Typer's (vendored) click objects
+        if path:
+            out.add(path)
+            for param in cmd.params:
+                out.update(f"{path} {o}" for o in param.opts)
+        for name, sub in (getattr(cmd, "commands", None) or {}).items():
+            walk(sub, f"{path} {name}".strip())
+
+    walk(typer.main.get_command(app), "")
     return out
 
 

@@ -101,12 +101,14 @@ class Supervisor:
         *,
         on_event: Callable[[Event], None] | None = None,
         pid_file: Path | None = None,
+        backoff_initial_s: float = BACKOFF_INITIAL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.log_dir = log_dir
         self.env = dict(os.environ if env is None else env)
         self.on_event = on_event or (lambda _e: None)
         self.pid_file = pid_file
+        self.backoff_initial_s = backoff_initial_s
         self.children: dict[str, Child] = {}
         self.events: deque[Event] = deque(maxlen=1000)
         self._clock = clock
@@ -115,7 +117,7 @@ class Supervisor:
     def add(self, spec: ChildSpec) -> Child:
         if spec.name in self.children:
             raise ValueError(f"two children named {spec.name!r}")
-        child = Child(spec, self.log_dir / f"{spec.name}.log")
+        child = Child(spec, self.log_dir / f"{spec.name}.log", backoff_s=self.backoff_initial_s)
         self.children[spec.name] = child
         return child
 
@@ -174,12 +176,12 @@ class Supervisor:
             return
         ran = now - child.started_at
         if ran >= STABLE_AFTER_S:
-            child.backoff_s = BACKOFF_INITIAL_S
+            child.backoff_s = self.backoff_initial_s
         delay = child.backoff_s
         child.backoff_s = min(child.backoff_s * 2, BACKOFF_MAX_S)
         child.restart_at = now + delay
-        last = tail_lines(child.log_path, 5)
-        message = f"{describe_exit(code)} after {ran:.1f} s; restarting in {delay:.0f} s" + (
+        last = [ln for ln in tail_lines(child.log_path, 8) if not ln.startswith("=== ")][-5:]
+        message = f"{describe_exit(code)} after {ran:.1f} s; restarting in {delay:.1f} s" + (
             "; last log lines:\n  " + "\n  ".join(last) if last else ""
         )
         self._emit(Event(child.spec.name, "crashed", message, code))
