@@ -6,14 +6,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 IOTPIPE := $(BIN)/iotpipe
 
-.PHONY: help setup system venv services up down status lint test test-unit test-integration clean
+.PHONY: help setup system venv services up demo down status lint test test-unit test-integration clean
 
 help:
 	@echo "make setup             install Debian packages, the venv and the services (cached)"
 	@echo "make up                start Mosquitto, Kafka and InfluxDB and create the topics"
+	@echo "make demo              the whole pipeline, supervised, with a loss-checked summary"
+	@echo "                       (DEVICES=, RATE=, DURATION= seconds, ANOMALY_RATE=)"
 	@echo "make status | down     health of the local stack | stop it"
 	@echo "make test              lint + unit + integration tests against the real servers"
 	@echo "make lint              ruff and mypy"
+	@echo "make bench | bench-quick  benchmark suite (full | under 3 min) into bench/results"
 
 setup: system venv services
 
@@ -33,6 +36,13 @@ services: venv system
 
 up: setup
 	$(IOTPIPE) stack up
+
+# make demo [DEVICES=10000] [RATE=3000] [DURATION=60] [ANOMALY_RATE=0.0005] [DEMO_ARGS=--json]
+# Unset values come from IOTPIPE_DEMO_* (see `iotpipe demo --help`); DURATION=0 runs until Ctrl-C.
+DEMO_OPTS = $(if $(DEVICES),--devices $(DEVICES)) $(if $(RATE),--rate $(RATE)) \
+	$(if $(DURATION),--duration $(DURATION)) $(if $(ANOMALY_RATE),--anomaly-rate $(ANOMALY_RATE))
+demo: up
+	$(IOTPIPE) demo $(DEMO_OPTS) $(DEMO_ARGS)
 
 down:
 	$(IOTPIPE) stack down
@@ -57,3 +67,9 @@ test: setup lint
 clean:
 	-$(IOTPIPE) stack down
 	rm -rf .iotpipe .pytest_cache .mypy_cache .ruff_cache
+
+bench: venv
+	$(IOTPIPE) bench --full
+
+bench-quick: venv
+	$(IOTPIPE) bench --quick
