@@ -97,8 +97,7 @@ class Api:
             range_s = flux.span_s(range_name)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-        step_s = flux.pick_step_s(range_s, min_step_s=self.windows_ms[0] // 1000)
-        window = flux.pick_window_ms(self.windows_ms, step_s * 1000)
+        step_s, window = flux.pick_resolution(range_s, self.windows_ms)
         return flux.Span(range_s, step_s, window_label(window))
 
     async def rows(self, query: str) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ module's own tables or are integers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -59,26 +60,28 @@ def span_s(name: str) -> int:
         raise ValueError(f"range must be one of {', '.join(RANGES_S)}, not {name!r}") from None
 
 
-def pick_step_s(range_s: int, min_step_s: int = 0) -> int:
-    """The smallest nice step giving at most ``MAX_POINTS`` buckets, and >= ``min_step_s``."""
-    want = max(range_s / MAX_POINTS, min_step_s)
-    for step in STEPS_S:
-        if step >= want:
-            return step
-    return STEPS_S[-1]
+def pick_resolution(range_s: int, windows_ms: Sequence[int]) -> tuple[int, int]:
+    """(step seconds, stored window ms) for a chart over ``range_s``.
 
-
-def pick_window_ms(windows_ms: Sequence[int], step_ms: int) -> int:
-    """Which stored window length to read: the longest that still fits in one step.
-
-    Reading 1m aggregates for a 24 h chart scans six times fewer points than
-    10s ones and loses nothing at that resolution. If every window is longer
-    than the step, the shortest one is used.
+    The step is the smallest nice step giving at most ``MAX_POINTS`` buckets
+    that is a whole multiple of a stored window length; the window is the
+    longest one dividing the step. A multiple, because a 15 s step over 10 s
+    windows would hold one window, then two, and the chart would zig-zag.
+    Reading 1m aggregates for a 24 h chart also scans six times fewer points.
     """
     if not windows_ms:
         raise ValueError("no window lengths configured")
-    fitting = [w for w in windows_ms if w <= step_ms]
-    return max(fitting) if fitting else min(windows_ms)
+    want = range_s / MAX_POINTS
+    for step in STEPS_S:
+        if step < want:
+            continue
+        fitting = [w for w in windows_ms if w <= step * 1000 and (step * 1000) % w == 0]
+        if fitting:
+            return step, max(fitting)
+    # No nice step fits (odd window lengths): a multiple of the shortest window.
+    shortest = min(windows_ms)
+    multiple = max(1, math.ceil(want * 1000 / shortest))
+    return math.ceil(multiple * shortest / 1000), shortest
 
 
 @dataclass(frozen=True)

@@ -87,26 +87,28 @@ def test_spans_come_from_the_menu_only() -> None:
 
 
 @pytest.mark.parametrize(
-    ("range_s", "min_step", "expected"),
-    [(900, 10, 10), (3600, 10, 15), (6 * 3600, 10, 120), (86_400, 10, 600), (7 * 86_400, 0, 3600)],
+    ("range_s", "windows", "step", "window"),
+    [
+        (900, [10_000, 60_000], 10, 10_000),
+        (3600, [10_000, 60_000], 30, 10_000),  # 15 s would mix 1 and 2 windows per step
+        (6 * 3600, [10_000, 60_000], 120, 60_000),
+        (86_400, [10_000, 60_000], 600, 60_000),
+        (7 * 86_400, [10_000, 60_000], 3600, 60_000),
+        (900, [60_000, 300_000], 60, 60_000),  # never finer than the shortest window
+        (3600, [7_000], 21, 7_000),  # odd length: a multiple of it
+    ],
 )
-def test_step_gives_at_most_max_points(range_s: int, min_step: int, expected: int) -> None:
-    step = flux.pick_step_s(range_s, min_step)
-    assert step == expected
+def test_resolution_is_a_whole_number_of_windows(
+    range_s: int, windows: list[int], step: int, window: int
+) -> None:
+    assert flux.pick_resolution(range_s, windows) == (step, window)
     assert range_s / step <= flux.MAX_POINTS
-    assert step >= min_step
+    assert (step * 1000) % window == 0
 
 
-def test_step_never_below_the_shortest_window() -> None:
-    assert flux.pick_step_s(900, min_step_s=60) == 60
-
-
-def test_window_is_the_longest_that_fits_a_step() -> None:
-    assert flux.pick_window_ms([10_000, 60_000], 15_000) == 10_000
-    assert flux.pick_window_ms([10_000, 60_000], 120_000) == 60_000
-    assert flux.pick_window_ms([60_000, 300_000], 10_000) == 60_000  # none fits: shortest
+def test_resolution_needs_windows() -> None:
     with pytest.raises(ValueError):
-        flux.pick_window_ms([], 10_000)
+        flux.pick_resolution(3600, [])
 
 
 def _every_query() -> list[str]:

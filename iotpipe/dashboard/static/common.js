@@ -66,7 +66,10 @@ const IP = {
       container.dataset.points = String(cols.t.length);
       return existing;
     }
-    if (existing) existing.destroy();
+    if (existing) {
+      existing.observer.disconnect();
+      existing.destroy();
+    }
     container.innerHTML = "";
     const width = Math.max(300, container.clientWidth || 600);
     const u = new uPlot(
@@ -95,9 +98,25 @@ const IP = {
       data,
       container,
     );
+    // Follow the container's width (grid columns settle after the first draw, windows resize).
+    u.observer = new ResizeObserver(() => requestAnimationFrame(() => {
+      const w = container.clientWidth;
+      if (container.isConnected && w > 0 && Math.abs(w - u.width) > 2) {
+        u.setSize({ width: w, height: u.height });
+      }
+    }));
+    u.observer.observe(container);
     this.charts[name] = u;
     container.dataset.points = String(cols.t.length);
     return u;
+  },
+
+  dropCharts() {
+    for (const [name, u] of Object.entries(this.charts)) {
+      u.observer.disconnect();
+      u.destroy();
+      delete this.charts[name];
+    }
   },
 
   num(v, digits = 2) {

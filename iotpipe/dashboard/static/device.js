@@ -32,11 +32,8 @@
     el("results").innerHTML = "";
     el("search-note").textContent = "";
     history.replaceState(null, "", `?id=${encodeURIComponent(id)}&range=${el("range").value}`);
+    IP.dropCharts();
     el("series").innerHTML = "";
-    for (const name of Object.keys(IP.charts)) {
-      IP.charts[name].destroy();
-      delete IP.charts[name];
-    }
     el("pick").classList.add("hidden");
     el("device-view").classList.remove("hidden");
     el("device-title").textContent = id;
