@@ -12,6 +12,7 @@ instance with small batches so bulk telemetry never delays a safety alert.
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,11 +25,12 @@ from bytewax.outputs import Sink
 
 from flows.detectors import DetectorConfig
 from flows.partition import FlowConfig, Output, PartitionState
+from flows.rollup import Progress, RollupState
 from flows.source import Batch, KafkaBatchSource
 from flows.stats import FlowStats
 from iotpipe.catalogue import Catalogue, load_catalogue
 from iotpipe.codec import encode
-from iotpipe.model import Reading
+from iotpipe.model import Aggregate, Reading, SiteAggregate
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
 from sinks.alerts import AlertSink
@@ -71,7 +73,7 @@ class PartitionLogic(StatefulBatchLogic[list[bytes], Output, PartitionState]):
 
 
 def _nonempty(out: Output) -> list[Output]:
-    return [out] if (out.aggregates or out.alerts or out.late) else []
+    return [out] if (out.aggregates or out.alerts or out.late or out.progress) else []
 
 
 def flow_config(settings: Settings) -> FlowConfig:
@@ -82,6 +84,7 @@ def flow_config(settings: Settings) -> FlowConfig:
         session_gap_ms=int(f.session_gap_s * 1000),
         allowed_lateness_ms=int(f.allowed_lateness_s * 1000),
         idle_close_ms=int(f.idle_close_s * 1000),
+        rollup=f.rollup,
         detectors=DetectorConfig(),
     )
 
@@ -136,23 +139,72 @@ def build_flow(
     aggregates = op.filter_map("aggregates", results, lambda o: o.aggregates or None)
     alerts = op.filter_map("alerts", results, lambda o: o.alerts or None)
     to_influx = op.merge("to-influx", aggregates, alerts)
+    if config.rollup:
+
+        def rollup_builder(resume: RollupState | None) -> RollupLogic:
+            return RollupLogic(resume or RollupState(), not tail, flow_stats)
+
+        # Keyed by sensor type: every partition of a type's topic meets in one state.
+        progress = op.flat_map("progress", outputs, _progress_by_type)
+        site_aggs = op.stateful_batch("site-rollup", progress, rollup_builder)
+        to_influx = op.merge("with-sites", to_influx, op.map("sites", site_aggs, lambda kv: kv[1]))
     op.output("influx", to_influx, aggregate_sink or InfluxSink(settings, stats=flow_stats.writers))
     op.output("alert-out", alerts, alert_sink or AlertSink(settings))
+    if settings.flow.aggregates_topic:
+        mirrored = op.flat_map("aggregates-mirror", results, lambda o: o.aggregates)
+        op.output(
+            "aggregates-out",
+            op.map("aggregate-msg", mirrored, _keyed_message),
+            _kafka_sink(settings, topics.aggregates),
+        )
     if settings.flow.late_topic or late_sink is not None:
         late = op.flat_map("late", results, lambda o: o.late)
-        messages = op.map("late-msg", late, _late_message)
-        sink = late_sink or KafkaSink(
-            brokers=[settings.kafka.bootstrap_servers],
-            topic=topics.late,
-            add_config={
-                k: str(v)
-                for k, v in settings.kafka.client_config().items()
-                if k != "bootstrap.servers"
-            },
-        )
-        op.output("late-out", messages, sink)
+        messages = op.map("late-msg", late, _keyed_message)
+        op.output("late-out", messages, late_sink or _kafka_sink(settings, topics.late))
     return flow
 
 
-def _late_message(reading: Reading) -> KafkaSinkMessage[bytes, bytes]:
-    return KafkaSinkMessage(key=reading.device_id.encode(), value=encode(reading))
+class RollupLogic(StatefulBatchLogic[tuple[str, Progress], list[SiteAggregate], RollupState]):
+    """Bytewax glue around one sensor type's ``RollupState``."""
+
+    def __init__(self, state: RollupState, flush_at_eof: bool, stats: FlowStats) -> None:
+        self.state = state
+        self.flush_at_eof = flush_at_eof
+        self.stats = stats
+
+    def on_batch(
+        self, values: list[tuple[str, Progress]]
+    ) -> tuple[list[list[SiteAggregate]], bool]:
+        out = [
+            agg for source, progress in values for agg in self.state.on_progress(source, progress)
+        ]
+        return self._emit(out)
+
+    def on_eof(self) -> tuple[list[list[SiteAggregate]], bool]:
+        return self._emit(self.state.flush() if self.flush_at_eof else [])
+
+    def _emit(self, out: list[SiteAggregate]) -> tuple[list[list[SiteAggregate]], bool]:
+        self.stats.count_sites(len(out), self.state.dropped)
+        return ([out] if out else []), StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> RollupState:
+        return copy.deepcopy(self.state)
+
+
+def _progress_by_type(kv: tuple[str, Output]) -> list[tuple[str, tuple[str, Progress]]]:
+    partition, out = kv
+    return [(p.sensor_type, (partition, p)) for p in out.progress]
+
+
+def _kafka_sink(settings: Settings, topic: str) -> KafkaSink:
+    return KafkaSink(
+        brokers=[settings.kafka.bootstrap_servers],
+        topic=topic,
+        add_config={
+            k: str(v) for k, v in settings.kafka.client_config().items() if k != "bootstrap.servers"
+        },
+    )
+
+
+def _keyed_message(item: Reading | Aggregate) -> KafkaSinkMessage[bytes, bytes]:
+    return KafkaSinkMessage(key=item.device_id.encode(), value=encode(item))

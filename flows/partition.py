@@ -16,6 +16,7 @@ import msgspec
 import numpy as np
 
 from flows.detectors import DetectorBank, DetectorConfig
+from flows.rollup import Progress, SitePartial
 from flows.sessions import SessionWindows
 from flows.sliding import SlidingWindows
 from flows.slots import SlotMap
@@ -34,6 +35,7 @@ class FlowConfig:
     session_gap_ms: int = 0  # 0 = no session windows
     allowed_lateness_ms: int = 5_000
     idle_close_ms: int = 10_000  # wall time without input before the watermark moves on
+    rollup: bool = True  # per-site, per-type roll-ups of the tumbling windows
     detectors: DetectorConfig = field(default_factory=DetectorConfig)
 
 
@@ -45,6 +47,7 @@ class Output:
     alerts: list[Alert] = field(default_factory=list)
     late: list[Reading] = field(default_factory=list)
     bad: list[bytes] = field(default_factory=list)
+    progress: list[Progress] = field(default_factory=list)  # for the roll-up stage
 
 
 class PartitionState:
@@ -124,8 +127,19 @@ class PartitionState:
         return out
 
     def _close(self, watermark: int, out: Output, detector_watermark: int | None = None) -> None:
+        partials: dict[str, list[SitePartial]] = {t: [] for t in self.slots.types_seen}
         for windows in self.windows:
-            out.aggregates.extend(windows.close(watermark, self.slots))
+            if self.config.rollup and isinstance(windows, TumblingWindows):
+                aggregates, closed = windows.close_with_partials(watermark, self.slots)
+                for partial in closed:
+                    partials[partial.sensor_type].append(partial)
+            else:
+                aggregates = windows.close(watermark, self.slots)
+            out.aggregates.extend(aggregates)
+        if self.config.rollup:
+            out.progress.extend(
+                Progress(t, watermark, tuple(p)) for t, p in sorted(partials.items())
+            )
         wm = watermark if detector_watermark is None else detector_watermark
         out.alerts.extend(self.detectors.advance(wm))
 

@@ -28,6 +28,7 @@ class SlotMap:
         self._site_index: dict[str, int] = {}
         self.slot_type = np.zeros(1024, dtype=np.int16)
         self.slot_site = np.zeros(1024, dtype=np.int32)
+        self.types_seen: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.device_ids)
@@ -67,6 +68,7 @@ class SlotMap:
         self._slot[device] = slot
         self.device_ids.append(device)
         self.slot_type[slot] = self._type_index[sensor_type]
+        self.types_seen.add(sensor_type)
         self.slot_site[slot] = site_idx
         return slot
 

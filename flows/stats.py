@@ -28,6 +28,8 @@ class FlowStats:
     bad: int = 0
     late: int = 0
     aggregates: int = 0
+    site_aggregates: int = 0
+    site_partials_dropped: int = 0
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (detector, state)
     writers: list[WriterStats] = field(default_factory=list)  # one per sink partition
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -40,6 +42,12 @@ class FlowStats:
             self.aggregates += len(out.aggregates)
             for alert in out.alerts:
                 self.alerts[(alert.detector, alert.state)] += 1
+
+    def count_sites(self, emitted: int, dropped_total: int) -> None:
+        """Roll-ups emitted; ``dropped_total`` is one roll-up state's running total."""
+        with self._lock:
+            self.site_aggregates += emitted
+            self.site_partials_dropped = max(self.site_partials_dropped, dropped_total)
 
 
 class FlowStatsCollector(Collector):
@@ -59,6 +67,12 @@ class FlowStatsCollector(Collector):
             ("iotpipe_flow_bad", "Kafka values that were not readings", s.bad),
             ("iotpipe_flow_late", "Readings later than the allowed lateness", s.late),
             ("iotpipe_flow_aggregates", "Window aggregates emitted", s.aggregates),
+            ("iotpipe_flow_site_aggregates", "Per-site roll-ups emitted", s.site_aggregates),
+            (
+                "iotpipe_flow_site_partials_dropped",
+                "Partials that came after their roll-up was retired",
+                s.site_partials_dropped,
+            ),
             ("iotpipe_sink_points", "Points InfluxDB accepted", points),
             ("iotpipe_sink_retries", "InfluxDB write attempts retried", retries),
             ("iotpipe_sink_dead_lettered", "Points sent to dlq.sink", dead),

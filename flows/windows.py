@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from flows.rollup import ClosedRows, SitePartial, site_partials
 from flows.slots import SlotMap
 from iotpipe.model import Aggregate
 
@@ -184,10 +185,16 @@ class TumblingWindows:
 
     def close(self, watermark: int, slot_map: SlotMap) -> list[Aggregate]:
         """Emit and forget every window that ends at or before the watermark."""
+        return self.close_with_partials(watermark, slot_map, rollup=False)[0]
+
+    def close_with_partials(
+        self, watermark: int, slot_map: SlotMap, *, rollup: bool = True
+    ) -> tuple[list[Aggregate], list[SitePartial]]:
+        """``close``, plus this partition's per-site partials of the same windows."""
         r = self._open.rows
         done = np.flatnonzero(r.active & ((r.wid + 1) * self.length <= watermark))
         if len(done) == 0:
-            return []
+            return [], []
         done = done[np.lexsort((r.slot[done], r.wid[done]))]  # deterministic output order
         n = r.count[done].astype(np.float64)
         mean_shifted = r.total[done] / n
@@ -215,5 +222,21 @@ class TumblingWindows:
                     last=float(r.last_value[row]),
                 )
             )
+        partials: list[SitePartial] = []
+        if rollup:
+            slots = r.slot[done]
+            closed = ClosedRows(
+                site=slot_map.slot_site[slots].astype(np.int64),
+                sensor_type=slot_map.slot_type[slots].astype(np.int64),
+                wid=r.wid[done],
+                count=r.count[done],
+                mean=mean,
+                var=var,
+                low=r.low[done],
+                high=r.high[done],
+                last_ts=r.last_ts[done],
+                last=r.last_value[done],
+            )
+            partials = site_partials(closed, self.length, self.label, sites, types)
         self._open.release(done)
-        return out
+        return out, partials

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import msgspec
 
 from iotpipe.catalogue import SENSOR_TYPE_PATTERN, Catalogue
-from iotpipe.model import Aggregate, Alert, IngestDeadLetter, Reading
+from iotpipe.model import Aggregate, Alert, IngestDeadLetter, Reading, SiteAggregate
 from iotpipe.settings import ValidationSettings
 from iotpipe.topics import ID_RE, TopicContext
 
@@ -286,7 +286,7 @@ def _parse_iso(text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def encode(message: Reading | Aggregate | Alert | IngestDeadLetter) -> bytes:
+def encode(message: Reading | Aggregate | SiteAggregate | Alert | IngestDeadLetter) -> bytes:
     """JSON bytes for any pipeline message."""
     return _encoder.encode(message)
 

@@ -45,6 +45,27 @@ class Aggregate(msgspec.Struct, kw_only=True, gc=False):
     last: float
 
 
+class SiteAggregate(msgspec.Struct, kw_only=True, gc=False):
+    """One site's readings of one sensor type over one window, all its devices together.
+
+    ``devices`` is how many devices reported in the window; ``std`` is the
+    population standard deviation of all their readings (not of device means).
+    """
+
+    site: str
+    sensor_type: str
+    window: str
+    start: int
+    end: int
+    devices: int
+    count: int
+    mean: float
+    min: float
+    max: float
+    std: float
+    last: float
+
+
 class Alert(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """An anomaly event; ``alert_id`` is stable across replays."""
 

@@ -325,6 +325,12 @@ class FlowSettings(BaseSettings):
     )
     epoch_interval_s: float = Field(5.0, gt=0, description="Snapshot (epoch) interval.")
     late_topic: bool = Field(True, description="Send late readings to the `late` Kafka topic.")
+    rollup: bool = Field(
+        True, description="Per-site, per-type roll-ups of the tumbling windows (site_agg)."
+    )
+    aggregates_topic: bool = Field(
+        False, description="Also publish device aggregates to the `aggregates` Kafka topic."
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(
         9110,

@@ -32,14 +32,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from iotpipe.model import Aggregate, Alert, Reading
+from iotpipe.model import Aggregate, Alert, Reading, SiteAggregate
 
 PRECISION = "ms"
 AGG_MEASUREMENT = "sensor_agg"
+SITE_AGG_MEASUREMENT = "site_agg"
 ANOMALY_MEASUREMENT = "anomaly"
 READING_MEASUREMENT = "reading"
 
-Item = Aggregate | Alert | Reading
+Item = Aggregate | SiteAggregate | Alert | Reading
 
 _TAG_TABLE = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
 _STR_TABLE = str.maketrans({'"': '\\"', "\\": "\\\\"})
@@ -78,6 +79,14 @@ def escape_string_field(value: str) -> str:
 def _agg_series(device_id: str, sensor_type: str, site: str, window: str) -> str:
     return (
         f"{AGG_MEASUREMENT},device_id={escape_tag(device_id)},sensor_type={escape_tag(sensor_type)}"
+        f",site={escape_tag(site)},window={escape_tag(window)}"
+    )
+
+
+@lru_cache(maxsize=_SERIES_CACHE)
+def _site_agg_series(site: str, sensor_type: str, window: str) -> str:
+    return (
+        f"{SITE_AGG_MEASUREMENT},sensor_type={escape_tag(sensor_type)}"
         f",site={escape_tag(site)},window={escape_tag(window)}"
     )
 
@@ -130,33 +139,45 @@ def _float_fields(pairs: Iterable[tuple[str, float]]) -> str:
 def aggregate_lines(aggs: Iterable[Aggregate]) -> Lines:
     """``sensor_agg`` points, timestamped at the window start."""
     out = Lines()
-    append = out.lines.append
     for a in aggs:
         try:
             series = _agg_series(a.device_id, a.sensor_type, a.site, a.window)
         except UnrepresentableError as exc:
             out.rejected.append(Rejected(a, "unrepresentable_tag", str(exc)))
             continue
-        mean, lo, hi, std, last = (
-            float(a.mean),
-            float(a.min),
-            float(a.max),
-            float(a.std),
-            float(a.last),
-        )
-        total = mean + lo + hi + std + last
-        if total - total == 0.0:  # all finite (NaN/inf would make this NaN)
-            fields = (
-                f"count={int(a.count)}i,mean={mean!r},min={lo!r}"
-                f",max={hi!r},std={std!r},last={last!r}"
-            )
-        else:
-            floats = _float_fields(
-                (("mean", mean), ("min", lo), ("max", hi), ("std", std), ("last", last))
-            )
-            fields = f"count={int(a.count)}i" + ("," + floats if floats else "")
-        append(f"{series} {fields} {int(a.start)}")
+        out.lines.append(f"{series} {_stat_fields(a)} {int(a.start)}")
     return out
+
+
+def site_aggregate_lines(aggs: Iterable[SiteAggregate]) -> Lines:
+    """``site_agg`` points (per-site, per-type roll-ups), timestamped at the window start."""
+    out = Lines()
+    for a in aggs:
+        try:
+            series = _site_agg_series(a.site, a.sensor_type, a.window)
+        except UnrepresentableError as exc:
+            out.rejected.append(Rejected(a, "unrepresentable_tag", str(exc)))
+            continue
+        out.lines.append(f"{series} devices={int(a.devices)}i,{_stat_fields(a)} {int(a.start)}")
+    return out
+
+
+def _stat_fields(a: Aggregate | SiteAggregate) -> str:
+    """count, mean, min, max, std, last; non-finite floats left out."""
+    mean, lo, hi, std, last = (
+        float(a.mean),
+        float(a.min),
+        float(a.max),
+        float(a.std),
+        float(a.last),
+    )
+    total = mean + lo + hi + std + last
+    if total - total == 0.0:  # all finite (NaN/inf would make this NaN)
+        return (
+            f"count={int(a.count)}i,mean={mean!r},min={lo!r},max={hi!r},std={std!r},last={last!r}"
+        )
+    floats = _float_fields((("mean", mean), ("min", lo), ("max", hi), ("std", std), ("last", last)))
+    return f"count={int(a.count)}i" + ("," + floats if floats else "")
 
 
 def anomaly_lines(alerts: Iterable[Alert]) -> Lines:
@@ -200,6 +221,7 @@ def reading_lines(readings: Iterable[Reading]) -> Lines:
 
 _BUILDERS: dict[type, Callable[[list[object]], Lines]] = {
     Aggregate: aggregate_lines,  # type: ignore[dict-item]
+    SiteAggregate: site_aggregate_lines,  # type: ignore[dict-item]
     Alert: anomaly_lines,  # type: ignore[dict-item]
     Reading: reading_lines,  # type: ignore[dict-item]
 }

@@ -109,11 +109,13 @@ def expected(readings: list[Reading], length: int = 10_000) -> dict[tuple[str, i
     return {k: (len(v), float(np.mean(v)), min(v), max(v)) for k, v in groups.items()}
 
 
-def stored_aggregates(settings: Settings) -> dict[tuple[str, int], dict[str, float]]:
+def stored_aggregates(
+    settings: Settings, measurement: str = "sensor_agg", key: tuple[str, ...] = ("device_id",)
+) -> dict[tuple[str, int], dict[str, float]]:
     influx = settings.influx
     flux = f'''
       from(bucket: "{influx.bucket}") |> range(start: 0)
-        |> filter(fn: (r) => r._measurement == "sensor_agg" and r.window == "10s")
+        |> filter(fn: (r) => r._measurement == "{measurement}" and r.window == "10s")
         |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
     '''
     out = {}
@@ -121,7 +123,7 @@ def stored_aggregates(settings: Settings) -> dict[tuple[str, int], dict[str, flo
         for table in c.query_api().query(flux):
             for rec in table.records:
                 start = int(rec.get_time().timestamp() * 1000)
-                out[(rec.values["device_id"], start)] = rec.values
+                out[("/".join(rec.values[k] for k in key), start)] = rec.values
     return out
 
 
@@ -140,6 +142,16 @@ def test_readings_in_aggregates_out(flow_settings: Settings) -> None:
     produce(flow_settings, readings)
     run_flow(flow_settings, tail=False)
     assert_matches(stored_aggregates(flow_settings), expected(readings))
+    # per-site roll-ups: every device of a site (and type) across the 3 partitions
+    by_site = defaultdict(list)
+    for r in readings:
+        by_site[(f"{r.site}/{r.sensor_type}", r.ts - r.ts % 10_000)].append(r.value)
+    sites = stored_aggregates(flow_settings, "site_agg", ("site", "sensor_type"))
+    assert set(sites) == set(by_site)
+    for key, values in by_site.items():
+        assert sites[key]["count"] == len(values)
+        assert sites[key]["mean"] == pytest.approx(float(np.mean(values)), abs=1e-9)
+        assert (sites[key]["min"], sites[key]["max"]) == (min(values), max(values))
 
 
 def test_metrics_and_committed_progress(flow_settings: Settings) -> None:

@@ -12,7 +12,7 @@ from flows.dataflow import build_flow
 from flows.stats import FlowStats, FlowStatsCollector
 from iotpipe.codec import decode_reading, encode
 from iotpipe.errors import ConfigError
-from iotpipe.model import Aggregate, Alert, Reading
+from iotpipe.model import Aggregate, Alert, Reading, SiteAggregate
 from iotpipe.settings import Settings, load_settings
 
 T0 = 1_764_400_000_000 - 1_764_400_000_000 % 60_000  # a minute boundary
@@ -105,6 +105,29 @@ def test_flow_aggregates_match_numpy(settings: Settings, workers: int) -> None:
             assert a.count == count and (a.min, a.max) == (lo, hi)
             assert a.mean == pytest.approx(mean, abs=1e-9)
             assert a.std == pytest.approx(std, abs=1e-9)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_site_rollups_match_numpy_across_partitions(settings: Settings, workers: int) -> None:
+    readings = make_readings(devices=30, per_device=75)
+    aggs, _alerts, _late = run(settings, batches_of(readings, partitions=4, size=97), workers)
+    # the last write of a series and time wins, as in InfluxDB
+    sites = {
+        (a.site, a.sensor_type, a.window, a.start): a for a in aggs if isinstance(a, SiteAggregate)
+    }
+    for label, length in (("10s", 10_000), ("1m", 60_000)):
+        groups: dict[tuple, list[Reading]] = defaultdict(list)
+        for r in readings:
+            groups[(r.site, r.sensor_type, label, r.ts - r.ts % length)].append(r)
+        got = {k: v for k, v in sites.items() if k[2] == label}
+        assert set(got) == set(groups)
+        for key, group in groups.items():
+            values = np.array([r.value for r in group])
+            a = got[key]
+            assert a.devices == len({r.device_id for r in group})
+            assert (a.count, a.min, a.max) == (len(values), values.min(), values.max())
+            assert a.mean == pytest.approx(values.mean(), abs=1e-9)
+            assert a.std == pytest.approx(values.std(), abs=1e-9)
 
 
 def test_flow_stats_count_what_went_through(settings: Settings) -> None:

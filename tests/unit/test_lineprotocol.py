@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iotpipe.model import Aggregate, Alert, Reading
+from iotpipe.model import Aggregate, Alert, Reading, SiteAggregate
 from sinks.lineprotocol import (
     Lines,
     UnrepresentableError,
@@ -26,6 +26,7 @@ from sinks.lineprotocol import (
     escape_string_field,
     escape_tag,
     reading_lines,
+    site_aggregate_lines,
 )
 
 
@@ -36,8 +37,11 @@ def _unescape_tag(text: str) -> str:
 
 
 def parse(line: str) -> tuple[str, dict[str, str], dict[str, object], int]:
-    """(measurement, tags, fields, timestamp) the way InfluxDB reads one line."""
-    assert "\n" not in _outside_quotes(line), "line break outside a string field"
+    """(measurement, tags, fields, timestamp) the way InfluxDB reads one line.
+
+    A line break is only allowed inside a string field (tag values may hold
+    a literal ``"``, so quotes mean nothing before the fields).
+    """
     i = 0
     while line[i] not in ", " or (i and line[i - 1] == "\\"):
         i += 1
@@ -52,6 +56,7 @@ def parse(line: str) -> tuple[str, dict[str, str], dict[str, object], int]:
         tags[key] = _unescape_tag(rest[:j])
         rest = rest[j:]
     assert rest.startswith(" ")
+    assert "\n" not in line[: len(line) - len(rest)], "line break in the series key"
     fields: dict[str, object] = {}
     rest = rest[1:]
     while True:
@@ -69,18 +74,15 @@ def parse(line: str) -> tuple[str, dict[str, str], dict[str, object], int]:
             m = re.match(r"[^, ]+", rest)
             assert m
             raw = m.group(0)
+            assert "\n" not in raw, "line break in a field value"
             fields[key] = int(raw[:-1]) if raw.endswith("i") else float(raw)
             assert raw.endswith("i") or re.search(r"[.eE]", raw), f"float {raw} looks like int"
             rest = rest[len(raw) :]
         if rest.startswith(","):
             rest = rest[1:]
             continue
-        assert rest.startswith(" ")
+        assert rest.startswith(" ") and rest[1:].isdigit(), f"bad timestamp {rest!r}"
         return measurement, tags, fields, int(rest[1:])
-
-
-def _outside_quotes(line: str) -> str:
-    return re.sub(r'"(?:[^"\\]|\\.)*"', "", line, flags=re.S)
 
 
 def _agg(**kw: object) -> Aggregate:
@@ -127,6 +129,30 @@ def test_aggregate_line_exact() -> None:
         "count=3i,mean=21.0,min=20.0,max=22.0,std=1.0,last=22.0 1764400000000"
     ]
     assert out.rejected == []
+
+
+def test_site_aggregate_line_exact_and_mixed_batches() -> None:
+    site = SiteAggregate(
+        site="plant a",
+        sensor_type="temperature",
+        window="10s",
+        start=1_764_400_000_000,
+        end=1_764_400_010_000,
+        devices=12,
+        count=120,
+        mean=21.5,
+        min=19.0,
+        max=float("nan"),
+        std=0.5,
+        last=21.0,
+    )
+    line = site_aggregate_lines([site]).lines[0]
+    assert line == (
+        "site_agg,sensor_type=temperature,site=plant\\ a,window=10s "
+        "devices=12i,count=120i,mean=21.5,min=19.0,std=0.5,last=21.0 1764400000000"
+    )
+    assert parse(line)[1]["site"] == "plant a"
+    assert build_lines([_agg(), [site]]).lines[1] == line
 
 
 def test_whole_numbers_stay_floats_and_numpy_values_are_plain() -> None:
