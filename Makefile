@@ -68,6 +68,7 @@ clean:
 	-$(IOTPIPE) stack down
 	rm -rf .iotpipe .pytest_cache .mypy_cache .ruff_cache
 
+.PHONY: bench bench-quick
 bench: venv
 	$(IOTPIPE) bench --full
 

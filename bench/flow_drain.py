@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Producer
 
+from bench.machine import peak_rss_mb
 from iotpipe.catalogue import load_catalogue
 from iotpipe.kafka_admin import delete_topics, ensure_topics
 from iotpipe.settings import Settings, load_settings
@@ -85,7 +86,9 @@ def preload(settings: Settings, readings: int, devices: int, seed: int = 1) -> f
 
 
 def run_ours(settings: Settings) -> dict[str, Any]:
+    """Our flow with counting sinks; ``settings.flow.workers`` Bytewax workers."""
     from bytewax.outputs import DynamicSink, StatelessSinkPartition
+    from bytewax.run import cli_main
     from bytewax.testing import run_main
 
     from flows.dataflow import build_flow
@@ -113,7 +116,10 @@ def run_ours(settings: Settings) -> dict[str, Any]:
         tail=False,
     )
     start = time.perf_counter()
-    run_main(flow)
+    if settings.flow.workers == 1:
+        run_main(flow)
+    else:
+        cli_main(flow, workers_per_process=settings.flow.workers)  # type: ignore[no-untyped-call]
     return {"seconds": time.perf_counter() - start, "outputs": counts}
 
 
@@ -167,20 +173,27 @@ def run_per_item(settings: Settings) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - start, "outputs": {"windows": count[0]}}
 
 
-def child(case: str, prefix: str) -> None:
+def child(case: str, prefix: str, workers: int = 1) -> None:
     """Run one case in this (fresh) process and print its JSON."""
     os.environ["IOTPIPE_KAFKA_TOPIC_PREFIX"] = prefix
+    os.environ["IOTPIPE_FLOW_WORKERS"] = str(workers)
     os.environ["IOTPIPE_FLOW_PRIORITY"] = "normal"
     os.environ["IOTPIPE_FLOW_WINDOWS"] = "10s"
     settings = load_settings()
     result = run_ours(settings) if case == "ours" else run_per_item(settings)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["peak_rss_mb"] = peak_rss_mb()  # VmHWM: ru_maxrss survives exec from a big parent
+    result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_case(case: str, prefix: str) -> dict[str, Any]:
+def run_case(
+    case: str, prefix: str, wrap: list[str] | None = None, workers: int = 1
+) -> dict[str, Any]:
+    """One case in a fresh process (``wrap``: a command to run it under, e.g. a profiler)."""
+    cmd = [sys.executable, "-m", "bench.flow_drain", "--child", case, "--prefix", prefix]
     done = subprocess.run(
-        [sys.executable, "-m", "bench.flow_drain", "--child", case, "--prefix", prefix],
+        [*(wrap or []), *cmd, "--workers", str(workers)],
         capture_output=True,
         text=True,
         check=False,
@@ -197,9 +210,10 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--child", choices=["ours", "per-item"])
     parser.add_argument("--prefix")
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.prefix)
+        child(args.child, args.prefix, args.workers)
         return
     base = load_settings()
     prefix = f"bench{uuid.uuid4().hex[:6]}."

@@ -20,6 +20,8 @@ import resource
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +155,13 @@ def drain_ingester(settings: Settings, expected: int, readings: int) -> dict[str
     }
 
 
-def run_case(base: Settings, messages: int, batch: int) -> dict[str, Any]:
+def run_case(
+    base: Settings,
+    messages: int,
+    batch: int,
+    around_drain: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> dict[str, Any]:
+    """One payload shape; ``around_drain`` wraps the ingester's drain alone (e.g. a profiler)."""
     run = uuid.uuid4().hex[:6]
     settings = base.model_copy(
         update={
@@ -179,7 +187,8 @@ def run_case(base: Settings, messages: int, batch: int) -> dict[str, Any]:
         client_id = f"{settings.mqtt.client_id_prefix}-ingest-{settings.ingest.instance}"
         session_subscribe(settings.mqtt, client_id, "sensors/#")
         publish_s = preload(settings.mqtt, data)
-        result = drain_ingester(settings, messages, messages * batch)
+        with around_drain():
+            result = drain_ingester(settings, messages, messages * batch)
         session_subscribe(settings.mqtt, client_id, "none")  # leave a tidy broker
     finally:
         delete_topics(settings.kafka, names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 import platform
 import re
@@ -90,3 +91,16 @@ def machine_facts(settings: Settings) -> dict[str, Any]:
         "influxdb": influx_version(settings),
         "load_average_start": load_average(),
     }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM).
+
+    Not ``getrusage().ru_maxrss``: Linux carries that across ``execve``, so a
+    child started from a big parent would report the parent's peak.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return math.nan

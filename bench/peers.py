@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.flow_drain import WINDOW_MS, preload
+from bench.machine import peak_rss_mb
 from bench.stats import AggKey, AggValue, compare_aggregates
 from iotpipe.kafka_admin import delete_topics, ensure_topics
 from iotpipe.settings import Settings, load_settings
@@ -107,7 +108,7 @@ def run_ours(settings: Settings, topic: str, n: int) -> tuple[float, list[list[A
     outs = op.stateful_batch("state", batches, lambda _resume: Logic())
     op.output("out", op.map("unkey", outs, lambda kv: kv[1]), Collect())
     start = time.perf_counter()
-    run_main(flow)
+    run_main(flow)  # type: ignore[no-untyped-call]
     return time.perf_counter() - start, sample
 
 
@@ -147,9 +148,9 @@ def run_bytewax(settings: Settings, topic: str, n: int) -> tuple[float, list[lis
     flow = Dataflow("peer-bytewax")
     source = KafkaSource([settings.kafka.bootstrap_servers], [topic], tail=False, batch_size=5000)
     msgs = op.input("in", flow, source)
-    readings = op.map("decode", msgs, lambda m: json.loads(m.value))
+    readings = op.map("decode", msgs, lambda m: json.loads(m.value))  # type: ignore[union-attr,arg-type]
     keyed = op.key_on("key", readings, lambda r: r["device_id"])
-    clock = EventClock(
+    clock: EventClock[dict[str, Any]] = EventClock(
         lambda r: datetime.fromtimestamp(r["ts"] / 1000, tz=UTC),
         wait_for_system_duration=timedelta(milliseconds=GRACE_MS),
     )
@@ -159,7 +160,7 @@ def run_bytewax(settings: Settings, topic: str, n: int) -> tuple[float, list[lis
     )
     op.output("out", out.down, Collect())
     start = time.perf_counter()
-    run_main(flow)
+    run_main(flow)  # type: ignore[no-untyped-call]
     return time.perf_counter() - start, sample
 
 
@@ -274,7 +275,7 @@ def child(peer: str, prefix: str, topic: str, n: int, out: Path) -> None:
     result = {
         "seconds": seconds,
         "cpu_seconds": _cpu_self(),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "sample": sample,
     }
     out.write_text(json.dumps(result))

@@ -537,5 +537,24 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes, under 3 minutes.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Full sizes, fixed rates, a ramp.")] = False,
+    repeat: Annotated[int, typer.Option(min=1, help="Runs per part; medians and ranges.")] = 1,
+    only: Annotated[str, typer.Option(help="Parts: stage,peers,e2e,scaling.")] = (
+        "stage,peers,e2e,scaling"
+    ),
+    out: Annotated[Path, typer.Option(help="Results directory.")] = Path("bench/results"),
+) -> None:
+    """Benchmark suite against the running stack: JSON, Markdown report and plots."""
+    from bench.suite import bench as run_bench  # heavy imports only for this command
+
+    if quick and full:
+        raise typer.BadParameter("choose --quick or --full")
+    command = " ".join(sys.argv[1:]) if sys.argv[1:] else "bench"
+    run_bench(full, repeat, only, out, f"iotpipe {command}")
+
+
 def main() -> None:
     app()
