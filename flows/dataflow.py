@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
+import msgspec
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
@@ -29,11 +30,12 @@ from flows.rollup import Progress, RollupState
 from flows.source import Batch, KafkaBatchSource
 from flows.stats import FlowStats
 from iotpipe.catalogue import Catalogue, load_catalogue
-from iotpipe.codec import encode
+from iotpipe.codec import decode_reading, encode
 from iotpipe.model import Aggregate, Reading, SiteAggregate
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
 from sinks.alerts import AlertSink
+from sinks.dead_letter import SinkDeadLetter, now_ms
 from sinks.influx import InfluxSink
 
 TICK = timedelta(seconds=1)
@@ -108,6 +110,7 @@ def build_flow(
     aggregate_sink: Sink[Any] | None = None,
     alert_sink: Sink[Any] | None = None,
     late_sink: Sink[Any] | None = None,
+    dead_letter_sink: Sink[Any] | None = None,
     tail: bool = True,
     stats: FlowStats | None = None,
 ) -> Dataflow:
@@ -157,6 +160,13 @@ def build_flow(
             op.map("aggregate-msg", mirrored, _keyed_message),
             _kafka_sink(settings, topics.aggregates),
         )
+    # Kafka values that are not readings (written around the ingester): kept, with the error
+    bad = op.flat_map("bad", outputs, lambda kv: [(kv[0], v) for v in kv[1].bad])
+    op.output(
+        "bad-out",
+        op.map("bad-msg", bad, _dead_letter_message),
+        dead_letter_sink or _kafka_sink(settings, topics.dlq_sink),
+    )
     if settings.flow.late_topic or late_sink is not None:
         late = op.flat_map("late", results, lambda o: o.late)
         messages = op.map("late-msg", late, _keyed_message)
@@ -204,6 +214,24 @@ def _kafka_sink(settings: Settings, topic: str) -> KafkaSink:
             k: str(v) for k, v in settings.kafka.client_config().items() if k != "bootstrap.servers"
         },
     )
+
+
+def _dead_letter_message(item: tuple[str, bytes]) -> KafkaSinkMessage[bytes | None, bytes]:
+    partition, value = item
+    try:
+        decode_reading(value)
+        error = "not a reading"
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        error = str(exc)
+    letter = SinkDeadLetter(
+        sink="flow",
+        reason="not_a_reading",
+        error=error,
+        payload=value.decode("utf-8", "backslashreplace"),
+        failed_at=now_ms(),
+        target=partition,  # "<partition>-<topic>"
+    )
+    return KafkaSinkMessage(key=None, value=msgspec.json.encode(letter))
 
 
 def _keyed_message(item: Reading | Aggregate) -> KafkaSinkMessage[bytes, bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import msgspec
 import numpy as np
 import pytest
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
@@ -67,7 +68,11 @@ def expected_aggregates(readings: list[Reading], length: int) -> dict[tuple[str,
 
 
 def run(
-    settings: Settings, batches: list, workers: int = 1, stats: FlowStats | None = None
+    settings: Settings,
+    batches: list,
+    workers: int = 1,
+    stats: FlowStats | None = None,
+    dead_letters: list | None = None,
 ) -> tuple[list, list, list]:
     aggs: list = []
     alerts: list = []
@@ -78,6 +83,7 @@ def run(
         aggregate_sink=TestingSink(aggs),
         alert_sink=TestingSink(alerts),
         late_sink=TestingSink(late),
+        dead_letter_sink=TestingSink([] if dead_letters is None else dead_letters),
         tail=False,
         stats=stats,
     )
@@ -135,7 +141,14 @@ def test_flow_stats_count_what_went_through(settings: Settings) -> None:
     batches = batches_of(readings, partitions=4, size=97)
     batches.insert(1, ("0-readings", [b"not json", b'{"device_id": 1}']))
     stats = FlowStats("all")
-    aggs, alerts, late = run(settings, batches, workers=2, stats=stats)
+    letters: list = []
+    aggs, alerts, late = run(settings, batches, workers=2, stats=stats, dead_letters=letters)
+    records = [msgspec.json.decode(m.value) for m in letters]
+    assert [(r["payload"], r["reason"], r["target"]) for r in records] == [
+        ("not json", "not_a_reading", "0-readings"),
+        ('{"device_id": 1}', "not_a_reading", "0-readings"),
+    ]
+    assert "malformed" in records[0]["error"].lower() or "JSON" in records[0]["error"]
     assert stats.readings == len(readings)
     assert stats.bad == 2
     assert stats.late == len(late)
