@@ -121,17 +121,27 @@ class Api:
         sp = self.span(range)
         recent_window = window_label(self.windows_ms[0])
         rate_rows, device_rows, alert_rows, stat_rows = await asyncio.gather(
-            self.rows(flux.throughput(self.bucket, sp)),
+            self.rows(flux.throughput(self.bucket, sp, flux.SITE_AGG)),
             self.rows(flux.devices_reporting(self.bucket, recent_window, RECENT_S)),
             self.rows(flux.alert_counts(self.bucket, 3600)),
-            self.rows(flux.type_stats(self.bucket, sp)),
+            self.rows(flux.type_stats_rollup(self.bucket, sp)),
         )
+        source = flux.SITE_AGG
+        if not rate_rows and not stat_rows:
+            # No roll-ups (flows run with IOTPIPE_FLOW_ROLLUP=false, or older data):
+            # the same figures from the per-device aggregates, at a higher cost.
+            source = flux.AGG
+            rate_rows, stat_rows = await asyncio.gather(
+                self.rows(flux.throughput(self.bucket, sp)),
+                self.rows(flux.type_stats(self.bucket, sp)),
+            )
         rate = shaping.throughput(rate_rows, sp.step_s)
         types = shaping.stats_by_type(stat_rows)
         return {
             "range": range,
             "step_s": sp.step_s,
             "window": sp.window,
+            "source": source,
             "readings_per_s": rate,
             "devices_reporting": shaping.first_count(device_rows),
             "devices_recent_s": RECENT_S,

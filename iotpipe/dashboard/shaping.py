@@ -34,13 +34,23 @@ def throughput(rows: Iterable[Row], step_s: int) -> dict[str, list[Any]]:
 
 
 def stats_by_type(rows: Iterable[Row]) -> dict[str, dict[str, list[Any]]]:
-    """Rows of (sensor_type, _field in mean/min/max, _time, _value) -> columns per type."""
+    """Rows -> mean/min/max columns per sensor type on one time axis.
+
+    Takes rows of (sensor_type, _time, _field in mean/min/max, _value), as
+    ``flux.type_stats`` gives, or pivoted rows (sensor_type, _time, mean, min,
+    max), as ``flux.type_stats_rollup`` gives.
+    """
     cells: dict[str, dict[int, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
-        field, value = r.get("_field"), r.get("_value")
-        if field not in STAT_FIELDS or value is None:
+        cell = cells[str(r["sensor_type"])][int(r["_time"])]
+        if "_field" in r:
+            field, value = r.get("_field"), r.get("_value")
+            if field in STAT_FIELDS and value is not None:
+                cell[str(field)] = float(value)
             continue
-        cells[str(r["sensor_type"])][int(r["_time"])][str(field)] = float(value)
+        for field in STAT_FIELDS:
+            if r.get(field) is not None:
+                cell[field] = float(r[field])
     out: dict[str, dict[str, list[Any]]] = {}
     for sensor_type in sorted(cells):
         by_time = cells[sensor_type]

@@ -32,7 +32,8 @@ from playwright.sync_api import ConsoleMessage, Page, sync_playwright
 
 from iotpipe.catalogue import load_catalogue
 from iotpipe.codec import decode_reading, encode
-from iotpipe.dashboard import create_app
+from iotpipe.dashboard import create_app, flux, shaping
+from iotpipe.dashboard.store import FluxStore
 from iotpipe.kafka_admin import delete_topics, ensure_topics
 from iotpipe.model import Reading
 from iotpipe.settings import Settings
@@ -293,11 +294,53 @@ def test_fleet_overview_has_data_in_every_chart(demo: Demo, tab: Tab) -> None:
             assert max(maxes) == HOT_VALUE  # the spike is in the max series, not the mean
         assert min(mins) <= min(means) <= max(means) <= max(maxes)
     assert page.locator("#empty").is_hidden()
+    assert "(site_agg)" in (page.locator("#resolution").text_content() or "")
     alerts = int(page.locator("#alerts").text_content() or "0")
     assert alerts >= 1
     assert "critical" in (page.locator("#alerts-sub").text_content() or "")
     shot(page, "overview")
     assert tab.errors == []
+
+
+def test_rollups_and_device_aggregates_give_the_same_figures(demo: Demo) -> None:
+    """The overview reads site_agg; its figures equal those from every device's aggregates."""
+    store = FluxStore(demo.settings.influx)
+    bucket = demo.settings.influx.bucket
+    span = flux.Span(3600, 30, "10s")
+    try:
+        rolled = shaping.throughput(
+            store.rows_sync(flux.throughput(bucket, span, flux.SITE_AGG)), 30
+        )
+        direct = shaping.throughput(store.rows_sync(flux.throughput(bucket, span)), 30)
+        by_type = shaping.stats_by_type(store.rows_sync(flux.type_stats_rollup(bucket, span)))
+        raw = store.rows_sync(
+            f"""from(bucket: "{bucket}") |> range(start: -1h)
+              |> filter(fn: (r) => r._measurement == "sensor_agg" and r.window == "10s")
+              |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")"""
+        )
+    finally:
+        store.close()
+    both = sorted(set(rolled["t"]) & set(direct["t"]))[:-1]  # the newest step may be filling
+    assert len(both) >= 30
+    rate_r = dict(zip(rolled["t"], rolled["v"], strict=True))
+    rate_d = dict(zip(direct["t"], direct["v"], strict=True))
+    assert [rate_r[t] for t in both] == [rate_d[t] for t in both]
+    want: dict[tuple[str, int], list[tuple[int, float, float, float]]] = {}
+    for r in raw:
+        key = (r["sensor_type"], r["_time"] - r["_time"] % 30_000)
+        want.setdefault(key, []).append((r["count"], r["mean"], r["min"], r["max"]))
+    checked = 0
+    for sensor_type, cols in by_type.items():
+        for i, t in enumerate(cols["t"]):
+            if t not in both:
+                continue
+            aggs = want[(sensor_type, t)]
+            n = sum(a[0] for a in aggs)
+            assert cols["mean"][i] == pytest.approx(sum(a[0] * a[1] for a in aggs) / n)
+            assert cols["min"][i] == min(a[2] for a in aggs)
+            assert cols["max"][i] == max(a[3] for a in aggs)
+            checked += 1
+    assert checked >= 3 * 30
 
 
 def test_alert_feed_shows_the_injected_anomaly_and_new_ones_live(demo: Demo, tab: Tab) -> None:

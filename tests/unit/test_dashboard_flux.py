@@ -120,6 +120,8 @@ def _every_query() -> list[str]:
         flux.alert_counts("iot", 3600),
         flux.type_stats("iot", span),
         flux.type_stats("iot", span, device_id="dev-1"),
+        flux.type_stats_rollup("iot", span),
+        flux.throughput("iot", span, flux.SITE_AGG),
         flux.alerts("iot", 3600, filt, 50),
         flux.tag_values("iot", "detector", flux.ANOMALY, 86_400),
         flux.device_search("iot", "dev-", 86_400, 20),
@@ -137,8 +139,24 @@ def test_charts_use_the_stored_window_and_the_step() -> None:
     q = flux.type_stats("iot", flux.Span(86_400, 600, "1m"), device_id="dev-7")
     assert 'r.window == "1m"' in q
     assert 'r.device_id == "dev-7"' in q
-    assert q.count("aggregateWindow(every: 600s") == 3
-    assert "fn: mean" in q and "fn: min" in q and "fn: max" in q
+    # mean: grouped windows (pushed down whole); min/max: per series, then per type.
+    assert q.count("aggregateWindow(every: 600s") == 5
+    assert q.count("fn: mean)") == 1 and q.count("fn: min)") == 2 and q.count("fn: max)") == 2
+    assert q.count("from(bucket:") == 3
+
+
+def test_rollup_query_weights_site_means_by_count() -> None:
+    q = flux.type_stats_rollup("iot", flux.Span(3600, 30, "10s"))
+    assert 'r._measurement == "site_agg" and r.window == "10s"' in q
+    assert "wsum: r.mean * float(v: r.count)" in q
+    assert "mean: r.wsum / r.n" in q
+    assert "window(every: 30s)" in q
+    assert "sensor_agg" not in q
+    assert 'r._measurement == "site_agg"' in flux.throughput(
+        "iot", flux.Span(3600, 30, "10s"), flux.SITE_AGG
+    )
+    with pytest.raises(ValueError):
+        flux.throughput("iot", flux.Span(3600, 30, "10s"), "anomaly")
 
 
 def test_alert_filter_checks_severity_and_skips_empty_filters() -> None:

@@ -11,7 +11,7 @@
     const d = await IP.getJSON(`/api/overview?range=${encodeURIComponent(rangeEl.value)}`);
     document.getElementById("empty").classList.toggle("hidden", !d.empty);
     document.getElementById("resolution").textContent =
-      `step ${d.step_s}s, from ${d.window} aggregates`;
+      `step ${d.step_s}s, from ${d.window} windows (${d.source})`;
     const rates = d.readings_per_s.v;
     // The newest bucket is still filling; show the last complete one.
     const latest = rates.length > 1 ? rates[rates.length - 2] : rates[rates.length - 1];
