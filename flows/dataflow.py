@@ -41,7 +41,7 @@ from sinks.influx import InfluxSink
 TICK = timedelta(seconds=1)
 
 
-class PartitionLogic(StatefulBatchLogic[list[bytes], Output, PartitionState]):
+class PartitionLogic(StatefulBatchLogic[list[bytes], Output, bytes]):
     """Bytewax glue around one partition's ``PartitionState``."""
 
     def __init__(self, state: PartitionState, flush_at_eof: bool, stats: FlowStats) -> None:
@@ -70,7 +70,7 @@ class PartitionLogic(StatefulBatchLogic[list[bytes], Output, PartitionState]):
     def notify_at(self) -> datetime:
         return datetime.now(UTC) + TICK
 
-    def snapshot(self) -> PartitionState:
+    def snapshot(self) -> bytes:
         return self.state.snapshot()
 
 
@@ -131,8 +131,10 @@ def build_flow(
             tail=tail,
         )
 
-    def builder(resume: PartitionState | None) -> PartitionLogic:
-        state = resume or PartitionState(catalogue, config)
+    def builder(resume: bytes | None) -> PartitionLogic:
+        state = (
+            PartitionState(catalogue, config) if resume is None else PartitionState.restore(resume)
+        )
         return PartitionLogic(state, flush_at_eof=not tail, stats=flow_stats)
 
     flow = Dataflow(f"iotpipe-{settings.flow.priority}")

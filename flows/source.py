@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -32,6 +33,10 @@ from iotpipe.settings import KafkaSettings
 Batch = tuple[str, list[bytes]]
 
 COMMIT_INTERVAL_S = 1.0
+# An empty partition is asked again after this long instead of blocking in
+# consume(): Bytewax polls its partitions in turn, so one blocking empty
+# partition would hold up every busy one (24 of them once cost 1.2 s a round).
+IDLE_BACKOFF = timedelta(milliseconds=10)
 
 
 class _PartitionReader(StatefulSourcePartition[Batch, int]):
@@ -43,6 +48,7 @@ class _PartitionReader(StatefulSourcePartition[Batch, int]):
         self._offset = offset
         self._committed = offset
         self._commit_at = time.monotonic() + COMMIT_INTERVAL_S
+        self._awake: datetime | None = None
         self._batch_size = batch_size
         self._eof = False
         self._consumer = Consumer(conf)
@@ -51,10 +57,12 @@ class _PartitionReader(StatefulSourcePartition[Batch, int]):
     def next_batch(self) -> list[Batch]:
         if self._eof:
             raise StopIteration
-        msgs = self._consumer.consume(self._batch_size, 0.05)
+        msgs = self._consumer.consume(self._batch_size, 0)  # what librdkafka has fetched
         self._maybe_commit()
         if not msgs:
+            self._awake = datetime.now(UTC) + IDLE_BACKOFF
             return []
+        self._awake = None
         if any([m.error() is not None for m in msgs]):
             return self._with_errors(msgs)
         values = [m.value() for m in msgs]
@@ -62,6 +70,9 @@ class _PartitionReader(StatefulSourcePartition[Batch, int]):
         if last is not None:
             self._offset = last + 1
         return [(self._key, cast(list[bytes], values))]
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
 
     def _with_errors(self, msgs: list[Message]) -> list[Batch]:
         """The slow path: end-of-partition markers or broker errors in the batch."""

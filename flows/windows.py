@@ -202,29 +202,43 @@ class TumblingWindows:
         mean = r.shift[done] + mean_shifted
         std = np.sqrt(var)
         starts = r.wid[done] * self.length
-        out = []
         types, sites = slot_map.type_names, slot_map.site_names
-        for i, row in enumerate(done.tolist()):
-            slot = int(r.slot[row])
-            out.append(
-                Aggregate(
-                    device_id=slot_map.device_ids[slot],
-                    sensor_type=types[slot_map.slot_type[slot]],
-                    site=sites[slot_map.slot_site[slot]],
-                    window=self.label,
-                    start=int(starts[i]),
-                    end=int(starts[i]) + self.length,
-                    count=int(r.count[row]),
-                    mean=float(mean[i]),
-                    min=float(r.low[row]),
-                    max=float(r.high[row]),
-                    std=float(std[i]),
-                    last=float(r.last_value[row]),
-                )
+        slots = r.slot[done]
+        device_ids = slot_map.device_ids
+        label, length = self.label, self.length
+        # Whole columns to Python lists first: indexing numpy scalars row by row
+        # costs several times more than building the Aggregate itself.
+        out = [
+            Aggregate(
+                device_id=device_ids[slot],
+                sensor_type=types[type_index],
+                site=sites[site_index],
+                window=label,
+                start=start,
+                end=start + length,
+                count=count,
+                mean=mean_value,
+                min=low,
+                max=high,
+                std=std_value,
+                last=last,
             )
+            for slot, type_index, site_index, start, count, mean_value, low, high, std_value, last in zip(
+                slots.tolist(),
+                slot_map.slot_type[slots].tolist(),
+                slot_map.slot_site[slots].tolist(),
+                starts.tolist(),
+                r.count[done].tolist(),
+                mean.tolist(),
+                r.low[done].tolist(),
+                r.high[done].tolist(),
+                std.tolist(),
+                r.last_value[done].tolist(),
+                strict=True,
+            )
+        ]
         partials: list[SitePartial] = []
         if rollup:
-            slots = r.slot[done]
             closed = ClosedRows(
                 site=slot_map.slot_site[slots].astype(np.int64),
                 sensor_type=slot_map.slot_type[slots].astype(np.int64),
