@@ -9,6 +9,7 @@ slot (DESIGN.md section 6).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -44,8 +45,8 @@ class SlotMap:
         self, device_ids: Sequence[str], sensor_types: Sequence[str], sites: Sequence[str]
     ) -> Int64Array:
         """Slots for a batch, registering devices seen for the first time."""
-        get = self._slot.get
-        slots = np.fromiter((get(d, -1) for d in device_ids), dtype=np.int64, count=len(device_ids))
+        n = len(device_ids)
+        slots = np.fromiter(map(self._slot.get, device_ids, repeat(-1, n)), np.int64, count=n)
         missing = np.flatnonzero(slots < 0)
         for i in missing.tolist():
             device = device_ids[i]

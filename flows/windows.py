@@ -16,6 +16,7 @@ watermark is advanced by the caller between batches.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -96,8 +97,8 @@ class OpenRows:
 
     def rows_for(self, keys: I64, first_values: F64, slots: I64) -> I64:
         """Row of each key (``wid * SLOT_STRIDE + slot``), opening new rows as needed."""
-        get = self.index.get
-        rows = np.fromiter((get(k, -1) for k in keys.tolist()), np.int64, count=len(keys))
+        n = len(keys)
+        rows = np.fromiter(map(self.index.get, keys.tolist(), repeat(-1, n)), np.int64, count=n)
         new = np.flatnonzero(rows < 0)
         if len(new):
             while len(self._free) < len(new):
@@ -211,19 +212,19 @@ class TumblingWindows:
         out = [
             Aggregate(
                 device_id=device_ids[slot],
-                sensor_type=types[type_index],
-                site=sites[site_index],
+                sensor_type=types[typ],
+                site=sites[site],
                 window=label,
                 start=start,
                 end=start + length,
                 count=count,
-                mean=mean_value,
+                mean=avg,
                 min=low,
                 max=high,
-                std=std_value,
+                std=dev,
                 last=last,
             )
-            for slot, type_index, site_index, start, count, mean_value, low, high, std_value, last in zip(
+            for slot, typ, site, start, count, avg, low, high, dev, last in zip(
                 slots.tolist(),
                 slot_map.slot_type[slots].tolist(),
                 slot_map.slot_site[slots].tolist(),
