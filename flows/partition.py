@@ -97,8 +97,12 @@ class PartitionState:
         )
         watermark = self.watermark(now)
         late_any = np.zeros(len(readings), np.bool_)
+        by_slot_time = np.lexsort((np.arange(n), ts, slots))  # one sort for every window length
         for windows in self.windows:
-            late_any |= windows.add(slots, ts, vals, watermark)
+            if isinstance(windows, TumblingWindows):
+                late_any |= windows.add(slots, ts, vals, watermark, by_slot_time)
+            else:
+                late_any |= windows.add(slots, ts, vals, watermark)
         if late_any.any():
             # Late for at least one window length: counted and sent to the late
             # output; the longer windows that were still open did take it.

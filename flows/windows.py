@@ -120,27 +120,32 @@ class OpenRows:
             r.active[fresh] = True
         return rows
 
-    def fold(self, keys: I64, slots: I64, ts: I64, values: F64) -> None:
-        """Add a batch's readings to the rows of their keys, all groups at once."""
-        # Stable sort by key keeps arrival order within each group ("first", "last").
-        order = np.argsort(keys, kind="stable")
+    def fold(self, keys: I64, slots: I64, ts: I64, values: F64, order: I64 | None = None) -> None:
+        """Add a batch's readings to the rows of their keys, all groups at once.
+
+        ``order``, if given, sorts the batch by (slot, time, arrival): the
+        caller sorts once for every window length (a window key is the slot's
+        window index, so equal keys are then adjacent, latest last).
+        """
+        if order is None:
+            order = np.lexsort((np.arange(len(ts)), ts, slots))
+        m = len(order)
         sorted_keys = keys[order]
         starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
         n_groups = len(starts)
-        group_of = np.empty(len(keys), np.int64)
-        group_of[order] = np.repeat(np.arange(n_groups), np.diff(np.r_[starts, len(keys)]))
-        rows = self.rows_for(sorted_keys[starts], values[order][starts], slots[order][starts])
+        sizes = np.diff(np.r_[starts, m])
+        sorted_values = values[order]
+        rows = self.rows_for(sorted_keys[starts], sorted_values[starts], slots[order][starts])
+        group_of = np.repeat(np.arange(n_groups), sizes)
         r = self.rows
-        shifted = values - r.shift[rows][group_of]
-        r.count[rows] += np.bincount(group_of, minlength=n_groups)
+        shifted = sorted_values - r.shift[rows][group_of]
+        r.count[rows] += sizes
         r.total[rows] += np.bincount(group_of, weights=shifted, minlength=n_groups)
         r.total_sq[rows] += np.bincount(group_of, weights=shifted * shifted, minlength=n_groups)
-        sorted_values = values[order]
         r.low[rows] = np.minimum(r.low[rows], np.minimum.reduceat(sorted_values, starts))
         r.high[rows] = np.maximum(r.high[rows], np.maximum.reduceat(sorted_values, starts))
-        # "last" = latest event time; on a tie the later arrival wins.
-        by_time = np.lexsort((np.arange(len(ts)), ts, group_of))
-        last = by_time[np.r_[starts[1:], len(ts)] - 1]
+        # "last" = latest event time; on a tie the later arrival wins: the group's last element.
+        last = order[np.r_[starts[1:], m] - 1]
         newer = ts[last] >= r.last_ts[rows]
         upd = rows[newer]
         r.last_ts[upd] = ts[last][newer]
@@ -172,16 +177,23 @@ class TumblingWindows:
     def open_windows(self) -> int:
         return len(self._open)
 
-    def add(self, slots: I64, ts: I64, values: F64, watermark: int) -> npt.NDArray[np.bool_]:
-        """Fold a batch in; returns the mask of late readings (window already closed)."""
+    def add(
+        self, slots: I64, ts: I64, values: F64, watermark: int, order: I64 | None = None
+    ) -> npt.NDArray[np.bool_]:
+        """Fold a batch in; returns the mask of late readings (window already closed).
+
+        ``order``: the batch sorted by (slot, time, arrival), shared by all lengths.
+        """
         wid = ts // self.length
         late = (wid + 1) * self.length <= watermark
-        if late.any():
+        if late.all():
+            return late
+        if order is not None and late.any():
+            order = order[~late[order]]  # still sorted; indexes the full batch
+        elif late.any():
             keep = ~late
             slots, ts, values, wid = slots[keep], ts[keep], values[keep], wid[keep]
-        if len(ts) == 0:
-            return late
-        self._open.fold(wid * SLOT_STRIDE + slots, slots, ts, values)
+        self._open.fold(wid * SLOT_STRIDE + slots, slots, ts, values, order)
         return late
 
     def close(self, watermark: int, slot_map: SlotMap) -> list[Aggregate]:

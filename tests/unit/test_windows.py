@@ -56,7 +56,10 @@ def reference(batches: list[Batch], length: int, lateness: int) -> tuple[list[tu
     return out, late
 
 
-def run_batched(batches: list[Batch], length: int, lateness: int) -> tuple[list[tuple], int]:
+def run_batched(
+    batches: list[Batch], length: int, lateness: int, shared_order: bool = False
+) -> tuple[list[tuple], int]:
+    """``shared_order``: pass the batch's (slot, time, arrival) order in, as PartitionState does."""
     slots = SlotMap(TYPES)
     windows = TumblingWindows(length)
     out: list[Aggregate] = []
@@ -67,7 +70,9 @@ def run_batched(batches: list[Batch], length: int, lateness: int) -> tuple[list[
         s = slots.lookup(
             batch.devices, ["temperature"] * len(batch.devices), ["site"] * len(batch.devices)
         )
-        late += int(windows.add(s, np.array(batch.ts, np.int64), np.array(batch.values), wm).sum())
+        ts = np.array(batch.ts, np.int64)
+        order = np.lexsort((np.arange(len(ts)), ts, s)) if shared_order else None
+        late += int(windows.add(s, ts, np.array(batch.values), wm, order).sum())
         batch_max = max(batch.ts)
         max_ts = batch_max if max_ts is None else max(max_ts, batch_max)
         out.extend(windows.close(max_ts - lateness, slots))
@@ -144,12 +149,13 @@ def test_window_labels(ms: int, label: str) -> None:
     devices=st.integers(1, 30),
     lateness=st.sampled_from([0, 1000, 15_000]),
     length=st.sampled_from([1000, 10_000, 60_000]),
+    shared_order=st.booleans(),
 )
 def test_property_batched_equals_reference(
-    seed: int, devices: int, lateness: int, length: int
+    seed: int, devices: int, lateness: int, length: int, shared_order: bool
 ) -> None:
     batches = random_batches(seed, devices=devices, n=400, disorder_ms=3000, base=20.0)
     want, want_late = reference(batches, length, lateness)
-    got, got_late = run_batched(batches, length, lateness)
+    got, got_late = run_batched(batches, length, lateness, shared_order)
     assert got_late == want_late
     assert_same(got, want)
