@@ -172,6 +172,7 @@ class AlertCounts:
     topic_total: int | None
     by_detector: dict[str, int]
     by_state: dict[str, int]
+    by_severity: dict[str, int] = field(default_factory=dict)  # once the flows label it
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +455,7 @@ class HealthCollector:
     ) -> AlertCounts:
         by_detector: dict[str, int] = {}
         by_state: dict[str, int] = {}
+        by_severity: dict[str, int] = {}
         for c in components:
             if c.kind != "flow" or not c.up:
                 continue
@@ -463,8 +465,16 @@ class HealthCollector:
                 det, state = s.labels.get("detector", "?"), s.labels.get("state", "?")
                 by_detector[det] = by_detector.get(det, 0) + int(s.value)
                 by_state[state] = by_state.get(state, 0) + int(s.value)
+                if "severity" in s.labels:
+                    sev = s.labels["severity"]
+                    by_severity[sev] = by_severity.get(sev, 0) + int(s.value)
         total = next((t.messages for t in topics if t.role == "alerts"), None)
-        return AlertCounts(total, dict(sorted(by_detector.items())), dict(sorted(by_state.items())))
+        return AlertCounts(
+            total,
+            dict(sorted(by_detector.items())),
+            dict(sorted(by_state.items())),
+            dict(sorted(by_severity.items())),
+        )
 
 
 def collect_health(settings: Settings, previous: PipelineHealth | None = None) -> PipelineHealth:

@@ -135,6 +135,8 @@ def _alerts(health: PipelineHealth) -> Table:
     table.add_row("alerts topic", _num(a.topic_total))
     for detector, n in a.by_detector.items():
         table.add_row(f"detector {detector}", _num(n))
+    for severity, n in a.by_severity.items():
+        table.add_row(f"severity {severity}", _num(n))
     for state, n in a.by_state.items():
         table.add_row(f"state {state}", _num(n))
     if not a.by_detector:

@@ -137,3 +137,16 @@ def test_scrape_parses_the_real_exporters(exporters: tuple[int, int]) -> None:
     assert dead.sink_from_flows == 0
     assert alerts.by_detector == {"ewma": 2, "threshold": 1}
     assert alerts.by_state == {"cleared": 1, "raised": 2}
+
+
+def test_alerts_by_severity_when_the_flows_label_it() -> None:
+    labels = {"flow": "high", "detector": "threshold", "state": "raised"}
+    samples = (
+        Sample("iotpipe_flow_alerts_total", {**labels, "severity": "critical"}, 4),
+        Sample("iotpipe_flow_alerts_total", {**labels, "severity": "warning"}, 1),
+    )
+    flow = ComponentMetrics("flow-high", "flow", "u", "up", "", samples)
+    with HealthCollector(load_settings()) as collector:
+        alerts = collector._alerts((), (flow,))
+    assert alerts.by_severity == {"critical": 4, "warning": 1}
+    assert alerts.by_detector == {"threshold": 5} and alerts.by_state == {"raised": 5}
