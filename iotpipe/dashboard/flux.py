@@ -184,37 +184,43 @@ union(tables: [mean_, min_, max_])
 
 def type_stats_rollup(bucket: str, span: Span) -> str:
     """Per sensor type and time bucket from ``site_agg``: exact min and max, and the
-    mean of all readings (site means weighted by their counts).
+    parts of the mean of all readings (site means weighted by their counts).
 
-    Rows come out pivoted: ``_time``, ``sensor_type``, ``mean``, ``min``, ``max``.
-    Cheap whatever the fleet size: it reads sites x types x windows points.
+    Rows: ``_time``, ``sensor_type``, ``_field`` in ``min``/``max``/``n`` (readings)
+    /``wsum`` (sum of mean x count), ``_value``; ``shaping.stats_by_type``
+    divides. Only ``wsum`` needs a row-by-row ``map``; the rest is pushed down
+    to storage per series, then reduced per type. The cost grows with sites x
+    types, not with devices.
     """
     where = _filters([_eq("_measurement", SITE_AGG), _eq("window", span.window)])
-    return f"""from(bucket: {flux_string(bucket)})
+    read = f"""from(bucket: {flux_string(bucket)})
   |> {span.range_clause()}
-  |> filter(fn: (r) => {where}
-      and (r._field == "count" or r._field == "mean" or r._field == "min" or r._field == "max"))
+  |> filter(fn: (r) => {where}"""
+    window_args = f'every: {span.step_s}s, timeSrc: "_start", createEmpty: false'
+    group = 'group(columns: ["sensor_type", "_field"])'
+
+    def two_level(field: str, fn: str) -> str:
+        return f"""{read} and r._field == "{field}")
+  |> aggregateWindow({window_args}, fn: {fn})
+  |> {group}
+  |> aggregateWindow({window_args}, fn: {fn})"""
+
+    return f"""n_ = {two_level("count", "sum")}
+  |> toFloat()
+  |> set(key: "_field", value: "n")
+min_ = {two_level("min", "min")}
+max_ = {two_level("max", "max")}
+wsum_ = {read} and (r._field == "count" or r._field == "mean"))
   |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
-  |> filter(fn: (r) => exists r.count and exists r.mean and exists r.min and exists r.max)
-  |> map(fn: (r) => ({{r with n: float(v: r.count), wsum: r.mean * float(v: r.count)}}))
-  |> group(columns: ["sensor_type"])
-  |> window(every: {span.step_s}s)
-  |> reduce(
-      identity: {{n: 0.0, wsum: 0.0, lo: float(v: "+Inf"), hi: float(v: "-Inf")}},
-      fn: (r, accumulator) => ({{
-        n: accumulator.n + r.n,
-        wsum: accumulator.wsum + r.wsum,
-        lo: if r.min < accumulator.lo then r.min else accumulator.lo,
-        hi: if r.max > accumulator.hi then r.max else accumulator.hi,
-      }}),
-  )
-  |> filter(fn: (r) => r.n > 0.0)
+  |> filter(fn: (r) => exists r.count and exists r.mean)
   |> map(fn: (r) => ({{
-      _time: r._start, sensor_type: r.sensor_type, mean: r.wsum / r.n, min: r.lo, max: r.hi,
+      _time: r._time, sensor_type: r.sensor_type, _field: "wsum",
+      _value: r.mean * float(v: r.count),
   }}))
-  |> group()
-  |> sort(columns: ["sensor_type", "_time"])
-  |> limit(n: {MAX_POINTS * 64})"""
+  |> {group}
+  |> aggregateWindow({window_args}, fn: sum)
+union(tables: [n_, min_, max_, wsum_])
+  |> keep(columns: ["_time", "_value", "_field", "sensor_type"])"""
 
 
 @dataclass(frozen=True)

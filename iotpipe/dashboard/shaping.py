@@ -34,23 +34,21 @@ def throughput(rows: Iterable[Row], step_s: int) -> dict[str, list[Any]]:
 
 
 def stats_by_type(rows: Iterable[Row]) -> dict[str, dict[str, list[Any]]]:
-    """Rows -> mean/min/max columns per sensor type on one time axis.
+    """Rows of (sensor_type, _time, _field, _value) -> mean/min/max columns per type.
 
-    Takes rows of (sensor_type, _time, _field in mean/min/max, _value), as
-    ``flux.type_stats`` gives, or pivoted rows (sensor_type, _time, mean, min,
-    max), as ``flux.type_stats_rollup`` gives.
+    ``_field`` is ``mean``/``min``/``max`` (``flux.type_stats``), or
+    ``min``/``max`` plus ``wsum`` and ``n`` (``flux.type_stats_rollup``), in
+    which case the mean is ``wsum / n``: the mean of all readings.
     """
     cells: dict[str, dict[int, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
-        cell = cells[str(r["sensor_type"])][int(r["_time"])]
-        if "_field" in r:
-            field, value = r.get("_field"), r.get("_value")
-            if field in STAT_FIELDS and value is not None:
-                cell[str(field)] = float(value)
+        field, value = r.get("_field"), r.get("_value")
+        if field not in (*STAT_FIELDS, "wsum", "n") or value is None:
             continue
-        for field in STAT_FIELDS:
-            if r.get(field) is not None:
-                cell[field] = float(r[field])
+        cell = cells[str(r["sensor_type"])][int(r["_time"])]
+        cell[str(field)] = float(value)
+        if "wsum" in cell and cell.get("n"):
+            cell["mean"] = cell["wsum"] / cell["n"]
     out: dict[str, dict[str, list[Any]]] = {}
     for sensor_type in sorted(cells):
         by_time = cells[sensor_type]

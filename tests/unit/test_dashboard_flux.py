@@ -148,9 +148,9 @@ def test_charts_use_the_stored_window_and_the_step() -> None:
 def test_rollup_query_weights_site_means_by_count() -> None:
     q = flux.type_stats_rollup("iot", flux.Span(3600, 30, "10s"))
     assert 'r._measurement == "site_agg" and r.window == "10s"' in q
-    assert "wsum: r.mean * float(v: r.count)" in q
-    assert "mean: r.wsum / r.n" in q
-    assert "window(every: 30s)" in q
+    assert "_value: r.mean * float(v: r.count)" in q
+    assert 'set(key: "_field", value: "n")' in q
+    assert q.count("aggregateWindow(every: 30s") == 7  # n, min, max twice; wsum once
     assert "sensor_agg" not in q
     assert 'r._measurement == "site_agg"' in flux.throughput(
         "iot", flux.Span(3600, 30, "10s"), flux.SITE_AGG

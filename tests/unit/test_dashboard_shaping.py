@@ -36,6 +36,18 @@ def test_stats_by_type_aligns_fields_on_one_axis() -> None:
     assert out["co2"] == {"t": [10], "mean": [400.0], "min": [None], "max": [None]}
 
 
+def test_rollup_mean_is_weighted_by_readings() -> None:
+    rows = [
+        {"sensor_type": "gas", "_field": "wsum", "_time": 10, "_value": 3 * 2.0 + 1 * 6.0},
+        {"sensor_type": "gas", "_field": "n", "_time": 10, "_value": 4.0},
+        {"sensor_type": "gas", "_field": "min", "_time": 10, "_value": 1.0},
+        {"sensor_type": "gas", "_field": "max", "_time": 10, "_value": 9.0},
+        {"sensor_type": "gas", "_field": "n", "_time": 20, "_value": 0.0},
+    ]
+    out = shaping.stats_by_type(rows)["gas"]
+    assert out == {"t": [10, 20], "mean": [3.0, None], "min": [1.0, None], "max": [9.0, None]}
+
+
 def test_alert_rows_newest_first_with_stable_keys() -> None:
     rows = [
         {"_time": 1, "device_id": "d1", "detector": "threshold", "severity": "warning", "value": 5},
