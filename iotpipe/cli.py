@@ -263,6 +263,10 @@ def flow_run(
     to_end: Annotated[
         bool, typer.Option("--to-end", help="Stop at the end of the topics (batch run).")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(envvar="IOTPIPE_FLOW_METRICS_PORT", help="Prometheus port; 0 = off."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Windowed aggregation and anomaly detection from Kafka to InfluxDB and alerts."""
@@ -273,6 +277,7 @@ def flow_run(
         workers=workers,
         recovery_dir=recovery_dir,
         windows=windows,
+        metrics_port=metrics_port,
     )
     _setup_logging(settings)
     run_flow(
