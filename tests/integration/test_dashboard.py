@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from confluent_kafka import Producer
@@ -435,12 +436,10 @@ def test_pipeline_page_shows_flow_metrics_and_consumer_lag(demo: Demo, tab: Tab)
     assert tab.errors == []
 
 
-def test_empty_bucket_shows_empty_states(demo: Demo, browser: Any) -> None:
-    """A dashboard on a bucket with nothing in it: 'no data yet', no errors."""
+def test_empty_bucket_shows_empty_states(demo: Demo, browser: Any, bucket: str) -> None:
+    """A dashboard on a bucket nothing has arrived in yet: 'no data yet', no errors."""
     base = demo.settings
-    empty = base.model_copy(
-        update={"influx": base.influx.model_copy(update={"bucket": f"{base.influx.bucket}-none"})}
-    )
+    empty = base.model_copy(update={"influx": base.influx.model_copy(update={"bucket": bucket})})
     server, url = serve(empty)
     context = browser.new_context()
     try:
@@ -454,7 +453,21 @@ def test_empty_bucket_shows_empty_states(demo: Demo, browser: Any) -> None:
         page.goto(f"{url}/alerts")
         page.locator("#empty").wait_for(state="visible", timeout=20_000)
         shot(page, "alerts-empty")
+        page.goto(f"{url}/device?id=dev-000001")
+        page.locator("#device-view #empty").wait_for(state="visible", timeout=20_000)
         assert errors == []
     finally:
         context.close()
+        stop(server)
+
+
+def test_missing_bucket_is_an_empty_state_not_an_error(demo: Demo) -> None:
+    base = demo.settings
+    missing = base.influx.model_copy(update={"bucket": f"{base.influx.bucket}-missing"})
+    server, url = serve(base.model_copy(update={"influx": missing}))
+    try:
+        overview = httpx.get(f"{url}/api/overview?range=1h", timeout=20).json()
+        assert overview["empty"] is True and overview["devices_reporting"] == 0
+        assert httpx.get(f"{url}/api/alerts", timeout=20).json()["alerts"] == []
+    finally:
         stop(server)
