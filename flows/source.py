@@ -63,9 +63,9 @@ class _PartitionReader(StatefulSourcePartition[Batch, int]):
             self._awake = datetime.now(UTC) + IDLE_BACKOFF
             return []
         self._awake = None
-        if any([m.error() is not None for m in msgs]):
+        if any(map(Message.error, msgs)):  # C calls: no Python frame per message
             return self._with_errors(msgs)
-        values = [m.value() for m in msgs]
+        values = list(map(Message.value, msgs))
         last = msgs[-1].offset()  # one partition: offsets ascend
         if last is not None:
             self._offset = last + 1
