@@ -29,13 +29,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_pair() -> int:
+    """A port whose successor is free too (the high flow serves on the normal one's + 1)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two consecutive free ports")
+
+
 def health_settings(base: Settings, unique: str, **ingest: object) -> Settings:
     """Own topic prefix and MQTT site; metrics ports of nothing that runs."""
     s = isolated_settings(base, unique, **{"metrics_port": free_port(), **ingest})
     return s.model_copy(
         update={
             "mqtt": s.mqtt.model_copy(update={"sites": f"site-{unique}"}),
-            "flow": s.flow.model_copy(update={"metrics_port": free_port(), "priority": "normal"}),
+            "flow": s.flow.model_copy(
+                update={"metrics_port": free_port_pair(), "priority": "normal"}
+            ),
         }
     )
 
