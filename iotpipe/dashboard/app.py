@@ -228,7 +228,15 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         await api.close()
 
-    app = FastAPI(title="iotpipe dashboard", version=__version__, lifespan=lifespan)
+    # No /docs or /redoc: FastAPI serves them with assets from a CDN. The schema
+    # stays at /openapi.json.
+    app = FastAPI(
+        title="iotpipe dashboard",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.api = api
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for route, page in PAGES.items():

@@ -20,7 +20,7 @@ import httpx
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
 
-from iotpipe.dashboard import create_app
+from iotpipe.dashboard import create_app, flux
 from iotpipe.model import Aggregate, Alert, SiteAggregate
 from iotpipe.settings import Settings, load_settings
 from sinks.influx import InfluxWriter
@@ -137,6 +137,31 @@ async def time_endpoints(settings: Settings, rounds: int) -> list[tuple[str, flo
     return out
 
 
+def time_overview_queries(settings: Settings, rounds: int) -> list[tuple[str, float, int]]:
+    """(query, median ms, rows) for each query behind ``/api/overview?range=1h``."""
+    api = create_app(settings).state.api
+    span = api.span("1h")
+    bucket = settings.influx.bucket
+    queries = {
+        "readings/s (site_agg)": flux.throughput(bucket, span, flux.SITE_AGG),
+        "type stats (site_agg)": flux.type_stats_rollup(bucket, span),
+        "devices reporting (sensor_agg last)": flux.devices_reporting(bucket, "10s", 300),
+        "alert counts": flux.alert_counts(bucket, 3600),
+        "readings/s (sensor_agg fallback)": flux.throughput(bucket, span),
+        "type stats (sensor_agg fallback)": flux.type_stats(bucket, span),
+    }
+    out = []
+    for name, query in queries.items():
+        took = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            rows = api.store.rows_sync(query)
+            took.append((time.perf_counter() - started) * 1000)
+        out.append((name, statistics.median(took), len(rows)))
+    api.store.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=5000)
@@ -161,11 +186,15 @@ def main() -> None:
                 f"{args.devices} devices, {args.minutes} min: {points:,} points in {wrote_s:.1f}s"
             )
             rows = asyncio.run(time_endpoints(settings, args.rounds))
+            parts = time_overview_queries(settings, args.rounds)
         finally:
             client.buckets_api().delete_bucket(bucket)
     print(f"{'endpoint':45} {'median ms':>10} {'worst ms':>10} {'bytes':>9}")
     for url, median, worst, size in rows:
         print(f"{url:45} {median:10.0f} {worst:10.0f} {size:9,}")
+    print(f"\n{'query behind /api/overview?range=1h':45} {'median ms':>10} {'rows':>10}")
+    for name, median, n in parts:
+        print(f"{name:45} {median:10.0f} {n:10,}")
 
 
 if __name__ == "__main__":

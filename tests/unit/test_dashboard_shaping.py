@@ -122,6 +122,8 @@ def test_pages_are_served_and_need_no_internet() -> None:
     config = client.get("/api/config").json()
     assert config["ranges"] == ["15m", "1h", "6h", "24h", "7d"]
     assert client.get("/api/overview?range=2y").status_code == 422
+    assert client.get("/docs").status_code == 404  # Swagger UI would load from a CDN
+    assert "/api/device" in client.get("/openapi.json").json()["paths"]
 
 
 def test_no_cdn_anywhere_in_the_static_files() -> None:
