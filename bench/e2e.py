@@ -358,6 +358,7 @@ def run_case(  # noqa: PLR0915 - one straight script: set up, run, drain, read b
         poll_errors=poller.errors,
         failed_processes=failed,
         logs={p.name: p.tail(600) for p in procs if p.name in failed},
+        mqtt_reconnects=ingester.log.read_text(errors="replace").count("connection lost"),
     )
 
 
@@ -376,6 +377,7 @@ def analyse(
     poll_errors: int = 0,
     failed_processes: list[str] | None = None,
     logs: dict[str, str] | None = None,
+    mqtt_reconnects: int = 0,
 ) -> dict[str, Any]:
     """Latency percentiles, delivery and rates from what was read back."""
     seqs: dict[str, list[int]] = defaultdict(list)
@@ -424,6 +426,8 @@ def analyse(
         "drain_after_sim_s": drained_at - sim_wall[1],
         "influx_poll_errors": poll_errors,
         "failed_processes": failed_processes or [],
+        # QoS 1 redelivers what was unacknowledged when a connection drops: the duplicates.
+        "ingester_mqtt_reconnects": mqtt_reconnects,
         "logs": logs or {},
         "cdf": {
             "event_to_kafka_ms": _cdf(appended - ts),
