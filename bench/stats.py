@@ -154,13 +154,14 @@ def compare_aggregates(
     return Comparison(sample=len(sample_keys), mismatches=mismatches)
 
 
-def sustainable(rows: Sequence[Mapping[str, Any]], budget_s: float) -> float | None:
-    """Highest offered rate whose run delivered everything with p99 within the budget."""
-    ok = [
-        float(r["offered_rate"])
-        for r in rows
-        if r.get("delivered_fraction") == 1.0
-        and r.get("p99_aggregate_s") is not None
-        and float(r["p99_aggregate_s"]) <= budget_s
-    ]
-    return max(ok) if ok else None
+def is_sustained(run: Mapping[str, Any], budget_s: float, carried: float = 0.95) -> bool:
+    """A run kept up: every reading delivered, the offered rate carried into Kafka, and the
+    p99 event-to-aggregate latency within the budget."""
+    p99 = run.get("p99_aggregate_s")
+    return (
+        run.get("delivered_fraction") == 1.0
+        and float(run.get("kafka_rate") or 0) >= carried * float(run["offered_rate"])
+        and p99 is not None
+        and float(p99) <= budget_s
+        and not run.get("failed_processes")
+    )

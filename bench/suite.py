@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from bench import e2e, peers, scaling, stages
 from bench.machine import load_average, machine_facts
 from bench.report import make_plots, render_markdown, targets
-from bench.stats import spread
+from bench.stats import is_sustained, spread
 from iotpipe.settings import Settings, load_settings
 
 PARTS = ("stage", "peers", "e2e", "scaling")
@@ -229,13 +229,7 @@ class Suite:
     ) -> dict[str, Any]:
         r = e2e.run_case(self.settings, rate, batch, duration_s)
         r["ramp"] = ramp
-        r["sustained"] = (
-            r["delivered_fraction"] == 1.0
-            and (r["kafka_rate"] or 0) >= 0.95 * rate  # the offered rate was actually carried
-            and r["p99_aggregate_s"] is not None
-            and r["p99_aggregate_s"] <= self.budget_s()
-            and not r["failed_processes"]
-        )
+        r["sustained"] = is_sustained(r, self.budget_s())
         return r
 
     @staticmethod

@@ -13,7 +13,7 @@ from bench.e2e import _Alert, _Reading, analyse
 from bench.peers import as_map, sample_keys
 from bench.profile import summarise as profile_summary
 from bench.report import make_plots, render_markdown, targets
-from bench.stats import account, compare_aggregates, latency_summary, spread, sustainable
+from bench.stats import account, compare_aggregates, is_sustained, latency_summary, spread
 
 
 def test_latency_summary_percentiles_in_seconds() -> None:
@@ -81,14 +81,15 @@ def test_sample_keys_skip_windows_an_engine_may_not_have_closed() -> None:
     assert keys and max(s for _, s in keys) <= 60_000
 
 
-def test_sustainable_needs_full_delivery_and_latency_budget() -> None:
-    rows = [
-        {"offered_rate": 5000, "delivered_fraction": 1.0, "p99_aggregate_s": 12.0},
-        {"offered_rate": 10000, "delivered_fraction": 1.0, "p99_aggregate_s": 14.0},
-        {"offered_rate": 20000, "delivered_fraction": 0.99, "p99_aggregate_s": 11.0},
-    ]
-    assert sustainable(rows, 13.0) == 5000
-    assert sustainable(rows[1:], 13.0) is None
+def test_sustained_needs_delivery_carried_rate_and_latency_budget() -> None:
+    ok = {"offered_rate": 5000, "kafka_rate": 4990.0, "delivered_fraction": 1.0,
+          "p99_aggregate_s": 12.0, "failed_processes": []}  # fmt: skip
+    assert is_sustained(ok, 13.0)
+    assert not is_sustained({**ok, "p99_aggregate_s": 14.0}, 13.0)
+    assert not is_sustained({**ok, "delivered_fraction": 0.9999}, 13.0)
+    assert not is_sustained({**ok, "kafka_rate": 3000.0}, 13.0)  # simulator could not offer it
+    assert not is_sustained({**ok, "p99_aggregate_s": None}, 13.0)
+    assert not is_sustained({**ok, "failed_processes": ["flow"]}, 13.0)
 
 
 def _readings(n: int, lag_ms: int) -> list[tuple[_Reading, int]]:
