@@ -30,7 +30,9 @@ class FlowStats:
     aggregates: int = 0
     site_aggregates: int = 0
     site_partials_dropped: int = 0
-    alerts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (detector, state)
+    alerts: Counter[tuple[str, str, str]] = field(
+        default_factory=Counter
+    )  # detector, state, severity
     writers: list[WriterStats] = field(default_factory=list)  # one per sink partition
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -41,7 +43,7 @@ class FlowStats:
             self.late += len(out.late)
             self.aggregates += len(out.aggregates)
             for alert in out.alerts:
-                self.alerts[(alert.detector, alert.state)] += 1
+                self.alerts[(alert.detector, alert.state, alert.severity)] += 1
 
     def count_sites(self, emitted: int, dropped_total: int) -> None:
         """Roll-ups emitted; ``dropped_total`` is one roll-up state's running total."""
@@ -81,8 +83,10 @@ class FlowStatsCollector(Collector):
             family.add_metric(flow, value)
             yield family
         alerts = CounterMetricFamily(
-            "iotpipe_flow_alerts", "Alert events emitted", labels=["flow", "detector", "state"]
+            "iotpipe_flow_alerts",
+            "Alert events emitted",
+            labels=["flow", "detector", "state", "severity"],
         )
-        for (detector, state), n in sorted(s.alerts.items()):
-            alerts.add_metric([s.flow, detector, state], n)
+        for (detector, state, severity), n in sorted(s.alerts.items()):
+            alerts.add_metric([s.flow, detector, state, severity], n)
         yield alerts

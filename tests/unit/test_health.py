@@ -102,8 +102,8 @@ def exporters() -> tuple[int, int]:
     ingest = IngestStats(messages=12, readings=10)
     ingest.dead_lettered = Counter({"malformed_json": 2, "out_of_range": 1})
     flow = FlowStats("normal", readings=10, aggregates=4)
-    flow.alerts[("ewma", "raised")] += 2
-    flow.alerts[("threshold", "cleared")] += 1
+    flow.alerts[("ewma", "raised", "warning")] += 2
+    flow.alerts[("threshold", "cleared", "critical")] += 1
     ports = []
     for collector in (StatsCollector(ingest), FlowStatsCollector(flow)):
         registry = CollectorRegistry()
