@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -219,6 +220,7 @@ class Demo:
         self.started = time.monotonic()
         self.start_ms = 0
         self._last_shown = 0.0
+        self._influx_error = ""
 
     # -- events and status -------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -348,40 +350,53 @@ class Demo:
                 break  # nothing more is coming
             time.sleep(0.5)
         self.console.print("waiting for the flows to catch up and close their windows")
-        self._wait_flows(deadline)
+        self._wait_flows(start, deadline)
 
-    def _wait_flows(self, deadline: float) -> None:
+    def _wait_flows(self, start: dict[tuple[str, int], int], deadline: float) -> None:
+        """Done when InfluxDB holds an aggregate for every reading of this run (shortest
+        window), which needs the flows caught up and their windows closed. Without an
+        answer from InfluxDB: when the flows' counters have been still for a while."""
         kafka = self.plan.settings.kafka
-        prefix = kafka.topic_prefix
         quiet_s = self.plan.settings.flow.idle_close_s + 3.0
         end = dk.end_offsets(kafka, self.readings_topics)
+        arrived = dk.total(end) - dk.total(start)
         last: tuple[float, ...] = ()
         changed = time.monotonic()
-        caught_up = False
         while time.monotonic() < deadline and not self.hurry.is_set():
             self.supervisor.poll()
-            if not caught_up:
-                committed: dict[tuple[str, int], int] = {}
-                for group in (f"{prefix}iotpipe-flow-normal", f"{prefix}iotpipe-flow-high"):
-                    committed.update(dk.committed_offsets(kafka, group, end))
-                lag = sum(max(hi - committed.get(tp, 0), 0) for tp, hi in end.items())
-                caught_up = lag == 0
             _, flows = self._metrics()
-            now_figures = tuple(
+            late = flows.get("iotpipe_flow_late_total", 0.0)
+            aggregated = self._aggregated()
+            if aggregated is not None and aggregated >= arrived - late:
+                return
+            figures = tuple(
                 flows.get(k, -1.0)
-                for k in (
-                    "iotpipe_flow_readings_total",
-                    "iotpipe_flow_aggregates_total",
-                    "iotpipe_sink_points_total",
-                )
+                for k in ("iotpipe_flow_readings_total", "iotpipe_flow_aggregates_total")
             )
-            if now_figures != last:
-                last, changed = now_figures, time.monotonic()
-            if time.monotonic() - changed >= quiet_s and (caught_up or now_figures[0] >= 0):
+            if figures != last:
+                last, changed = figures, time.monotonic()
+            if aggregated is None and time.monotonic() - changed >= quiet_s:
                 return
             self._maybe_show()
             time.sleep(1.0)
-        self.notes.append("the flows had not settled when the drain timeout ended")
+        self.notes.append("the flows had not aggregated everything when the drain timeout ended")
+
+    def _aggregated(self) -> int | None:
+        """Readings of this run counted in the shortest window's aggregates (InfluxDB)."""
+        from flows.windows import window_label
+
+        shortest = min(self.plan.settings.flow.window_lengths_ms())
+        try:
+            return aggregated_readings(
+                self.plan.settings.influx,
+                window_label(shortest),
+                self.plan.device_prefix,
+                self.start_ms - shortest,
+                int(time.time() * 1000) + 60_000,
+            )
+        except IotpipeError as exc:
+            self._influx_error = str(exc)
+            return None
 
     def _sent(self) -> tuple[int | None, int, dict[str, int]]:
         """(sent or None if a simulator run left no summary, failed, labels)."""
@@ -395,6 +410,18 @@ class Demo:
                 labels[k] = labels.get(k, 0) + int(v)
         sent = sum(int(s["sent"]) for s in found) if len(found) >= child.starts else None
         return sent, sum(int(s.get("failed", 0)) for s in found), labels
+
+    def _sim_end_ms(self) -> int | None:
+        """Event time of the simulator's last reading (its summary's ``sim_end``)."""
+        child = self.supervisor.children.get(SIMULATOR)
+        if child is None:
+            return None
+        ends = [
+            datetime.fromisoformat(s["sim_end"]).timestamp() * 1000
+            for s in simulator_summaries(child.log_path.read_text(errors="replace"))
+            if s.get("sim_end")
+        ]
+        return int(max(ends)) if ends else None
 
     def summarise(self, start: dict[tuple[str, int], int]) -> DemoSummary:
         kafka = self.plan.settings.kafka
@@ -413,26 +440,17 @@ class Demo:
         back.add(values_of(slice_of(*self.readings_topics)), self.plan.device_prefix)
         reasons = count_reasons(values_of(slice_of(t.dlq_ingest)))
         sink_dead = sum(1 for _ in slice_of(t.dlq_sink))
-        by_detector, by_state = count_alerts(values_of(slice_of(t.alerts)), self.plan.device_prefix)
         sent, failed, labels = self._sent()
+        alerts = count_alerts(
+            values_of(slice_of(t.alerts)), self.plan.device_prefix, self._sim_end_ms()
+        )
         if sent is None:
             self.notes.append("a simulator run ended without its summary: sent is unknown")
-        windows = self.plan.settings.flow.window_lengths_ms()
         from flows.windows import window_label
 
-        shortest = min(windows)
-        aggregated: int | None
-        try:
-            aggregated = aggregated_readings(
-                self.plan.settings.influx,
-                window_label(shortest),
-                self.plan.device_prefix,
-                self.start_ms - shortest,
-                int(time.time() * 1000) + 60_000,
-            )
-        except IotpipeError as exc:
-            aggregated = None
-            self.notes.append(f"aggregates unknown: {exc}")
+        aggregated = self._aggregated()
+        if aggregated is None:
+            self.notes.append(f"aggregates unknown: {self._influx_error}")
         if back.without_seq:
             self.notes.append(f"{back.without_seq} readings carried no seq")
         dashboard = self.supervisor.children.get("dashboard")
@@ -446,11 +464,12 @@ class Demo:
             ingested=back.ingested,
             ingested_by_type=dict(sorted(back.by_type.items())),
             aggregated=aggregated,
-            aggregate_window=window_label(shortest),
+            aggregate_window=window_label(min(self.plan.settings.flow.window_lengths_ms())),
             dead_lettered=dict(sorted(reasons.items())),
             sink_dead_lettered=sink_dead,
-            alerts_by_detector=dict(sorted(by_detector.items())),
-            alert_events=dict(sorted(by_state.items())),
+            alerts_by_detector=dict(sorted(alerts.by_detector.items())),
+            alerts_after_stop=dict(sorted(alerts.after_stop.items())),
+            alert_events=dict(sorted(alerts.by_state.items())),
             labels=labels,
             loss=back.ledger.check(sent),
             restarts=self.supervisor.restarts(),

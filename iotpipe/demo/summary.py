@@ -35,6 +35,7 @@ class _ReasonOnly(msgspec.Struct):
 class _AlertOnly(msgspec.Struct):
     device_id: str
     detector: str
+    ts: int = 0
     state: str = "raised"
 
 
@@ -92,19 +93,33 @@ def count_reasons(values: Iterable[bytes]) -> Counter[str]:
     return out
 
 
-def count_alerts(values: Iterable[bytes], device_prefix: str) -> tuple[Counter[str], Counter[str]]:
-    """(raised alerts by detector, alert events by state) for this run's devices."""
+@dataclass
+class AlertCounts:
+    """Raised alerts by detector, split at the simulator's last reading: after it, every
+    device falls silent, and the ``silence`` alerts that follow are the stop, not news."""
+
+    by_detector: Counter[str] = field(default_factory=Counter)
+    after_stop: Counter[str] = field(default_factory=Counter)
+    by_state: Counter[str] = field(default_factory=Counter)
+
+
+def count_alerts(
+    values: Iterable[bytes], device_prefix: str, cutoff_ms: int | None = None
+) -> AlertCounts:
     decoder = msgspec.json.Decoder(_AlertOnly)
-    by_detector: Counter[str] = Counter()
-    by_state: Counter[str] = Counter()
+    out = AlertCounts()
     for v in values:
         a = decoder.decode(v)
         if not a.device_id.startswith(device_prefix):
             continue
-        by_state[a.state] += 1
-        if a.state == "raised":
-            by_detector[a.detector] += 1
-    return by_detector, by_state
+        out.by_state[a.state] += 1
+        if a.state != "raised":
+            continue
+        if cutoff_ms is not None and a.ts > cutoff_ms:
+            out.after_stop[a.detector] += 1
+        else:
+            out.by_detector[a.detector] += 1
+    return out
 
 
 def values_of(pairs: Iterable[tuple[str, bytes]]) -> Iterator[bytes]:
@@ -128,6 +143,7 @@ class DemoSummary:
     dead_lettered: dict[str, int]
     sink_dead_lettered: int
     alerts_by_detector: dict[str, int]
+    alerts_after_stop: dict[str, int]
     alert_events: dict[str, int]
     labels: dict[str, int]
     loss: LossReport
@@ -164,6 +180,8 @@ class DemoSummary:
             "dead-lettered", _counts(self.dead_lettered) + f"; sink: {self.sink_dead_lettered}"
         )
         t.add_row("alerts", _counts(self.alerts_by_detector))
+        if self.alerts_after_stop:
+            t.add_row("after the stop", _counts(self.alerts_after_stop))
         t.add_row("labelled anomalies", _counts(self.labels))
         loss = self.loss
         verdict = "[green]no loss[/]" if loss.ok else f"[red]LOST {loss.lost:,}[/]"

@@ -103,20 +103,25 @@ def test_read_back_keeps_this_runs_devices_only() -> None:
 
 
 def test_alerts_and_dead_letters_are_counted() -> None:
-    def alert(device: str, detector: str, state: str) -> bytes:
-        return msgspec.json.encode({"device_id": device, "detector": detector, "state": state})
+    def alert(device: str, detector: str, state: str, ts: int = 100) -> bytes:
+        return msgspec.json.encode(
+            {"device_id": device, "detector": detector, "state": state, "ts": ts}
+        )
 
-    by_detector, by_state = count_alerts(
+    counts = count_alerts(
         [
             alert("dr-1-1", "threshold", "raised"),
             alert("dr-1-1", "threshold", "cleared"),
             alert("dr-1-2", "stuck", "raised"),
             alert("other-1", "stuck", "raised"),
+            alert("dr-1-2", "silence", "raised", ts=200),  # after the last reading
         ],
         "dr-",
+        cutoff_ms=150,
     )
-    assert by_detector == {"threshold": 1, "stuck": 1}
-    assert by_state == {"raised": 2, "cleared": 1}
+    assert counts.by_detector == {"threshold": 1, "stuck": 1}
+    assert counts.after_stop == {"silence": 1}
+    assert counts.by_state == {"raised": 3, "cleared": 1}
     reasons = count_reasons([b'{"reason": "bad_json"}', b'{"reason": "bad_json"}', b"{"])
     assert reasons == {"bad_json": 2, "undecodable": 1}
 
