@@ -15,8 +15,9 @@ What is measured, per reading (event time ``ts`` is when the simulator made it):
   broker's clock when the record was written, not the producer's);
 - aggregate: the wall time at which the reading's 10 s window was complete in
   InfluxDB (its ``sensor_agg`` point count stopped growing; InfluxDB is polled
-  every ``POLL_S``, so this is late by up to one poll) - ``ts``. Windows that
-  could only close by the end-of-input idle timeout are left out;
+  every ``POLL_S``, so this is late by up to one poll) - ``ts``. Only whole
+  windows that closed while input still flowed count (not the run's first,
+  partial window, nor windows closed by the end-of-input idle timeout);
 - alert: append time of each raised alert on the ``alerts`` topic - the alert's
   reading time.
 
@@ -39,6 +40,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ import urllib3
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
+from bench.profile import attached, summarise
 from bench.sink_influx import bucket_api
 from bench.stats import account, latency_summary
 from iotpipe.catalogue import load_catalogue
@@ -248,8 +251,12 @@ def run_case(  # noqa: PLR0915 - one straight script: set up, run, drain, read b
     duration_s: float = 20,
     anomaly_rate: float = 0.0005,
     interval_s: float = 1.0,
+    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """One fixed offered rate (readings/s) for ``duration_s``; every figure of the run."""
+    """One fixed offered rate (readings/s) for ``duration_s``; every figure of the run.
+
+    With ``profile_dir``, py-spy samples the ingester and the flow while the simulator runs.
+    """
     run = uuid.uuid4().hex[:6]
     prefix = f"benche{run}."
     site_prefix = f"be{run}"
@@ -305,9 +312,16 @@ def run_case(  # noqa: PLR0915 - one straight script: set up, run, drain, read b
         sim_args += ["--site-prefix", site_prefix, "--duration", str(duration_s), "--qos", "1"]
         sim_args += ["--batch-size", str(batch), "--anomaly-rate", str(anomaly_rate)]
         sim_args += ["--seed", "7", "--json", "--start", "now"]
-        sim_started = time.time()
-        sim = subprocess.run(sim_args, env=env, capture_output=True, text=True, check=False)
-        sim_ended = time.time()
+        raws: dict[str, Path] = {}
+        with ExitStack() as spies:
+            if profile_dir is not None:
+                profile_dir.mkdir(parents=True, exist_ok=True)
+                for p in procs:
+                    raws[p.name] = profile_dir / f"e2e-{rate}x{batch}-{p.name}.txt"
+                    spies.enter_context(attached(raws[p.name], pid=p.proc.pid))
+            sim_started = time.time()
+            sim = subprocess.run(sim_args, env=env, capture_output=True, text=True, check=False)
+            sim_ended = time.time()
         if sim.returncode != 0:
             raise RuntimeError(f"simulator failed: {sim.stderr[-2000:]}")
         sim_out = json.loads(sim.stdout[sim.stdout.index("{") :])
@@ -359,6 +373,7 @@ def run_case(  # noqa: PLR0915 - one straight script: set up, run, drain, read b
         failed_processes=failed,
         logs={p.name: p.tail(600) for p in procs if p.name in failed},
         mqtt_reconnects=ingester.log.read_text(errors="replace").count("connection lost"),
+        profiles={n: summarise(f.read_text()) for n, f in raws.items() if f.exists()},
     )
 
 
@@ -378,6 +393,7 @@ def analyse(
     failed_processes: list[str] | None = None,
     logs: dict[str, str] | None = None,
     mqtt_reconnects: int = 0,
+    profiles: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Latency percentiles, delivery and rates from what was read back."""
     seqs: dict[str, list[int]] = defaultdict(list)
@@ -391,9 +407,12 @@ def analyse(
     delivery = account(seqs, sent)
     window_ms = WINDOW_S * 1000
     starts = ts - ts % window_ms
-    # Windows that closed while readings were still flowing (not by the idle timeout).
+    # Whole windows (begun after the first reading) that closed while readings were still
+    # flowing, not by the end-of-input idle timeout: a run's first, partial window would
+    # flatter the figure, its last would add the idle wait.
     last_event = int(ts.max()) if n else 0
-    closable = starts + window_ms + int(LATENESS_S * 1000) <= last_event
+    first_event = int(ts.min()) if n else 0
+    closable = (starts >= first_event) & (starts + window_ms + int(LATENESS_S * 1000) <= last_event)
     done_ms = np.array([windows_complete.get(int(s), np.nan) * 1000 for s in starts.tolist()])
     agg_mask = closable & ~np.isnan(done_ms)
     agg_lat = done_ms[agg_mask] - ts[agg_mask]
@@ -428,6 +447,7 @@ def analyse(
         "failed_processes": failed_processes or [],
         # QoS 1 redelivers what was unacknowledged when a connection drops: the duplicates.
         "ingester_mqtt_reconnects": mqtt_reconnects,
+        "profiles": profiles or {},
         "logs": logs or {},
         "cdf": {
             "event_to_kafka_ms": _cdf(appended - ts),

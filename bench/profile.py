@@ -30,12 +30,15 @@ def py_spy_wrap(out: Path, rate: int = 97) -> list[str] | None:
 
 
 @contextmanager
-def attached(out: Path, rate: int = 97) -> Iterator[None]:
-    """py-spy attached to this very process for the ``with`` body only (non-blocking)."""
+def attached(out: Path, rate: int = 97, pid: int | None = None) -> Iterator[None]:
+    """py-spy attached to a process (default: this one) for the ``with`` body only.
+
+    Non-blocking sampling: the target is never paused, so it runs at its own speed.
+    """
     if not Path(PY_SPY).exists():
         yield
         return
-    cmd = [PY_SPY, "record", "--pid", str(os.getpid()), "-r", str(rate), "-f", "raw"]
+    cmd = [PY_SPY, "record", "--pid", str(pid or os.getpid()), "-r", str(rate), "-f", "raw"]
     cmd += ["-o", str(out), "--threads", "--nonblocking"]
     spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)  # let it attach

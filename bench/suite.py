@@ -68,8 +68,8 @@ QUICK = Mode(
     sink_points=50_000,
     peer_readings=60_000,
     peer_devices=2_000,
-    e2e_duration_s=15,
-    ramp_duration_s=15,
+    e2e_duration_s=25,  # at least one whole 10 s window closed while input flows
+    ramp_duration_s=25,
     e2e_cases=((5_000, 1),),
     ramp=(),
     scale_readings=150_000,
@@ -88,7 +88,7 @@ FULL = Mode(
     peer_readings=400_000,
     peer_devices=10_000,
     e2e_duration_s=30,
-    ramp_duration_s=20,
+    ramp_duration_s=25,
     e2e_cases=((5_000, 1), (20_000, 1), (50_000, 1), (50_000, 100), (200_000, 100)),
     # From low to high; a series stops at its first rate that is not sustained.
     ramp=(
@@ -129,6 +129,7 @@ class Suite:
             console=self.console,
         )
         self.task = self.progress.add_task("bench", total=self.steps())
+        self.profiles: dict[str, Any] = {}
 
     def steps(self) -> int:
         m, n = self.mode, 0
@@ -225,9 +226,14 @@ class Suite:
         }
 
     def e2e_case(
-        self, rate: int, batch: int, duration_s: float, ramp: bool = False
+        self,
+        rate: int,
+        batch: int,
+        duration_s: float,
+        ramp: bool = False,
+        profile_dir: Path | None = None,
     ) -> dict[str, Any]:
-        r = e2e.run_case(self.settings, rate, batch, duration_s)
+        r = e2e.run_case(self.settings, rate, batch, duration_s, profile_dir=profile_dir)
         r["ramp"] = ramp
         r["sustained"] = is_sustained(r, self.budget_s())
         return r
@@ -237,16 +243,30 @@ class Suite:
         """The issue's window + 2 s, plus the flow's allowed lateness: a wait by design."""
         return e2e.WINDOW_S + e2e.LATENESS_S + 2
 
-    def run_e2e(self) -> dict[str, Any]:
+    def run_e2e(self, profile_dir: Path | None) -> dict[str, Any]:
         cases = []
+        # The highest fixed rate of each payload shape is profiled (first run only).
+        top = {
+            b: max(r for r, bb in self.mode.e2e_cases if bb == b) for _, b in self.mode.e2e_cases
+        }
         for rate, batch in self.mode.e2e_cases:
+            prof = profile_dir if (self.mode.profile and top[batch] == rate) else None
             reps = [
                 self.timed(
                     f"e2e: {rate:,}/s x{batch} (run {i + 1})",
-                    partial(self.e2e_case, rate, batch, self.mode.e2e_duration_s),
+                    partial(
+                        self.e2e_case,
+                        rate,
+                        batch,
+                        self.mode.e2e_duration_s,
+                        profile_dir=prof if i == 0 else None,
+                    ),
                 )
                 for i in range(self.repeat)
             ]
+            if prof is not None:
+                for proc, summary in reps[0].get("profiles", {}).items():
+                    self.profiles[f"e2e {rate:,}/s x{batch}: {proc}"] = summary
             # The median run by p99 aggregate latency stands for the case; all runs are kept.
             reps.sort(key=lambda r: r["p99_aggregate_s"] or float("inf"))
             case = dict(reps[len(reps) // 2])
@@ -332,14 +352,17 @@ def analysis(results: dict[str, Any]) -> list[str]:
                 f"- **{t['target']}**: {t['measured'] or 0:,.0f} of {t['goal']:,} readings/s "
                 f"({100 * t['ratio']:.0f}% of the target"
                 f"{'' if t.get('sustained') else ', and not within the latency budget'}). "
-                f"The ingester alone drains {ing or 0:,.0f} single-reading messages/s in this run; "
-                "its profile below shows paho's Python network loop (packet parsing, PUBACK "
-                "bookkeeping, per-message callbacks) as the bulk of its time, i.e. one Python "
-                "thread per connection. The simulator (also Python/paho, same 2 cores) cannot "
-                "offer "
-                "more than ~10k QoS 1 messages/s either. Next step: several ingesters sharing the "
-                "subscription (`$share/<group>/...`, already supported) on more cores, or gateways "
-                "batching readings per message (see the batch row)."
+                + (
+                    f"The ingester alone drains {ing:,.0f} single-reading messages/s in this run. "
+                    if ing
+                    else ""
+                )
+                + "The ingester's profile below shows paho's Python network loop (packet parsing, "
+                "PUBACK bookkeeping, per-message callbacks) as the bulk of its time, i.e. one "
+                "Python thread per connection. The simulator (also Python/paho, same 2 cores) "
+                "cannot offer more than ~10k QoS 1 messages/s either. Next step: several ingesters "
+                "sharing the subscription (`$share/<group>/...`, already supported) on more cores, "
+                "or gateways batching readings per message (see the batch row)."
             )
         elif "gateway" in t["target"]:
             out.append(
@@ -386,7 +409,8 @@ def run(
         if "peers" in parts:
             results["peers"] = suite.run_peers()
         if "e2e" in parts:
-            results["e2e"] = suite.run_e2e()
+            results["e2e"] = suite.run_e2e(profile_dir if mode.profile else None)
+            results.setdefault("profiles", {}).update(suite.profiles)
         if "scaling" in parts:
             results["scaling"] = suite.run_scaling()
     results["machine"]["load_average_end"] = load_average()

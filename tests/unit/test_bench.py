@@ -209,3 +209,18 @@ def test_report_renders_tables_and_shouts_about_unequal_aggregates(tmp_path: Pat
 def test_nan_free_spread_for_single_run() -> None:
     s = spread([np.float64(3.0)])
     assert s["median"] == 3.0 and not math.isnan(s["spread_pct"])
+
+
+def test_analyse_leaves_out_the_first_partial_window() -> None:
+    base = 1_800_000_000_000
+    readings = [
+        (_Reading(device_id="d", ts=base + 5_000 + i * 100, seq=i, ingest_ts=0), 0)
+        for i in range(300)
+    ]  # 5 s .. 35 s: window 0 is partial, windows 10 s and 20 s whole and closable
+    done = {base + w * 10_000: (base + (w + 1) * 10_000 + 1_000) / 1000 for w in range(4)}
+    r = analyse(
+        readings=readings, alerts=[], windows_complete=done, sent=300, offered_rate=10, batch=1,
+        duration_s=30, sim={}, sim_wall=(0.0, 1.0), drained_at=1.0,
+    )  # fmt: skip
+    assert r["latency"]["event_to_aggregate"]["n"] == 200
+    assert r["latency"]["window_close_to_aggregate"]["max_s"] == pytest.approx(0.0)
