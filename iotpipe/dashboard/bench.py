@@ -21,6 +21,7 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
 
 from iotpipe.dashboard import create_app, flux
+from iotpipe.errors import ConnectorError
 from iotpipe.model import Aggregate, Alert, SiteAggregate
 from iotpipe.settings import Settings, load_settings
 from sinks.influx import InfluxWriter
@@ -137,8 +138,8 @@ async def time_endpoints(settings: Settings, rounds: int) -> list[tuple[str, flo
     return out
 
 
-def time_overview_queries(settings: Settings, rounds: int) -> list[tuple[str, float, int]]:
-    """(query, median ms, rows) for each query behind ``/api/overview?range=1h``."""
+def time_overview_queries(settings: Settings, rounds: int) -> None:
+    """Print the median time of each query behind ``/api/overview?range=1h``."""
     api = create_app(settings).state.api
     span = api.span("1h")
     bucket = settings.influx.bucket
@@ -150,16 +151,19 @@ def time_overview_queries(settings: Settings, rounds: int) -> list[tuple[str, fl
         "readings/s (sensor_agg fallback)": flux.throughput(bucket, span),
         "type stats (sensor_agg fallback)": flux.type_stats(bucket, span),
     }
-    out = []
+    print(f"\n{'query behind /api/overview?range=1h':45} {'median ms':>10} {'rows':>10}")
     for name, query in queries.items():
         took = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            rows = api.store.rows_sync(query)
-            took.append((time.perf_counter() - started) * 1000)
-        out.append((name, statistics.median(took), len(rows)))
+        try:
+            for _ in range(rounds):
+                started = time.perf_counter()
+                rows = api.store.rows_sync(query)
+                took.append((time.perf_counter() - started) * 1000)
+        except ConnectorError as exc:
+            print(f"{name:45} failed: {exc}")
+            continue
+        print(f"{name:45} {statistics.median(took):10.0f} {len(rows):10,}")
     api.store.close()
-    return out
 
 
 def main() -> None:
@@ -186,15 +190,12 @@ def main() -> None:
                 f"{args.devices} devices, {args.minutes} min: {points:,} points in {wrote_s:.1f}s"
             )
             rows = asyncio.run(time_endpoints(settings, args.rounds))
-            parts = time_overview_queries(settings, args.rounds)
+            print(f"{'endpoint':45} {'median ms':>10} {'worst ms':>10} {'bytes':>9}")
+            for url, median, worst, size in rows:
+                print(f"{url:45} {median:10.0f} {worst:10.0f} {size:9,}")
+            time_overview_queries(settings, args.rounds)
         finally:
             client.buckets_api().delete_bucket(bucket)
-    print(f"{'endpoint':45} {'median ms':>10} {'worst ms':>10} {'bytes':>9}")
-    for url, median, worst, size in rows:
-        print(f"{url:45} {median:10.0f} {worst:10.0f} {size:9,}")
-    print(f"\n{'query behind /api/overview?range=1h':45} {'median ms':>10} {'rows':>10}")
-    for name, median, n in parts:
-        print(f"{name:45} {median:10.0f} {n:10,}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from iotpipe.dashboard import create_app
+from iotpipe.errors import ConnectorError
 from iotpipe.settings import load_settings
 
 SLOW_S = 0.8
@@ -82,3 +83,31 @@ def test_identical_queries_within_the_cache_window_run_once() -> None:
 
     asyncio.run(scenario())
     assert len(seen) == 1
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_overview_survives_a_timed_out_fallback_query() -> None:
+    """No roll-ups, and the per-device type stats time out: the rest is still shown."""
+    app = create_app(load_settings())
+
+    def rows(flux: str) -> list[dict[str, Any]]:
+        if "mean_ = " in flux:  # the per-device type stats: the expensive one
+            raise ConnectorError("InfluxDB: Read timed out", retryable=True)
+        if "distinct(" in flux:
+            return [{"_value": 5000}]
+        return []
+
+    app.state.api.store.rows_sync = rows
+
+    async def scenario() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as client:
+            return await client.get("/api/overview?range=1h")
+
+    resp = asyncio.run(scenario())
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["source"] == "sensor_agg"
+    assert body["devices_reporting"] == 5000
+    assert body["types"] == {}
+    assert "timed out" in body["types_error"]

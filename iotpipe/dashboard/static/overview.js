@@ -26,6 +26,9 @@
     IP.chart(document.getElementById("chart-rate"), "rate", d.readings_per_s,
       [{ key: "v", label: "readings/s" }]);
 
+    const note = document.getElementById("types-error");
+    note.textContent = d.types_error || "";
+    note.classList.toggle("hidden", !d.types_error);
     const grid = document.getElementById("types");
     for (const [type, cols] of Object.entries(d.types)) {
       let el = document.getElementById(`chart-type-${type}`);
