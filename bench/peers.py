@@ -49,6 +49,15 @@ def _cpu_self() -> float:
     return u.ru_utime + u.ru_stime
 
 
+STARTED = [0.0]  # perf_counter when the engine's run began (after imports)
+FIRST = [0.0]  # perf_counter when the engine handed over its first reading
+
+
+def _mark() -> None:
+    if not FIRST[0]:
+        FIRST[0] = time.perf_counter()
+
+
 def _sampled(device: str) -> bool:
     return device < f"dev-{SAMPLE_DEVICES:06d}"
 
@@ -91,6 +100,7 @@ def run_ours(settings: Settings, topic: str, n: int) -> tuple[float, list[list[A
             self.state = PartitionState(catalogue, config)
 
         def on_batch(self, values: list[list[bytes]]) -> tuple[list[Output], bool]:
+            _mark()
             flat = values[0] if len(values) == 1 else [v for b in values for v in b]
             return [self.state.on_values(flat)], StatefulBatchLogic.RETAIN
 
@@ -107,7 +117,7 @@ def run_ours(settings: Settings, topic: str, n: int) -> tuple[float, list[list[A
     batches = op.input("in", flow, source)
     outs = op.stateful_batch("state", batches, lambda _resume: Logic())
     op.output("out", op.map("unkey", outs, lambda kv: kv[1]), Collect())
-    start = time.perf_counter()
+    start = STARTED[0] = time.perf_counter()
     run_main(flow)  # type: ignore[no-untyped-call]
     return time.perf_counter() - start, sample
 
@@ -148,7 +158,12 @@ def run_bytewax(settings: Settings, topic: str, n: int) -> tuple[float, list[lis
     flow = Dataflow("peer-bytewax")
     source = KafkaSource([settings.kafka.bootstrap_servers], [topic], tail=False, batch_size=5000)
     msgs = op.input("in", flow, source)
-    readings = op.map("decode", msgs, lambda m: json.loads(m.value))  # type: ignore[union-attr,arg-type]
+
+    def decode(m: Any) -> dict[str, Any]:
+        _mark()
+        return dict(json.loads(m.value))
+
+    readings = op.map("decode", msgs, decode)
     keyed = op.key_on("key", readings, lambda r: r["device_id"])
     clock: EventClock[dict[str, Any]] = EventClock(
         lambda r: datetime.fromtimestamp(r["ts"] / 1000, tz=UTC),
@@ -159,7 +174,7 @@ def run_bytewax(settings: Settings, topic: str, n: int) -> tuple[float, list[lis
         "fold", keyed, clock, windower, lambda: [0.0, 0.0, float("inf"), float("-inf")], fold, merge
     )
     op.output("out", out.down, Collect())
-    start = time.perf_counter()
+    start = STARTED[0] = time.perf_counter()
     run_main(flow)  # type: ignore[no-untyped-call]
     return time.perf_counter() - start, sample
 
@@ -183,6 +198,7 @@ def run_quix(settings: Settings, topic: str, n: int) -> tuple[float, list[list[A
     )
 
     def processed(*_a: Any) -> None:
+        _mark()
         seen[0] += 1
         if seen[0] == n:
             done_at[0] = time.perf_counter()
@@ -209,7 +225,7 @@ def run_quix(settings: Settings, topic: str, n: int) -> tuple[float, list[list[A
             )
 
     sdf = sdf.update(collect, metadata=True)
-    start = time.perf_counter()
+    start = STARTED[0] = time.perf_counter()
     app.run()
     end = done_at[0] or time.perf_counter()
     return end - start, sample
@@ -218,7 +234,7 @@ def run_quix(settings: Settings, topic: str, n: int) -> tuple[float, list[list[A
 def run_plain(settings: Settings, topic: str, n: int) -> tuple[float, list[list[Any]]]:
     from confluent_kafka import Consumer
 
-    start = time.perf_counter()
+    start = STARTED[0] = time.perf_counter()
     consumer = Consumer(
         {
             **settings.kafka.client_config(),
@@ -231,7 +247,10 @@ def run_plain(settings: Settings, topic: str, n: int) -> tuple[float, list[list[
     windows: dict[str, dict[int, list[float]]] = {}
     taken = 0
     while taken < n:
-        for msg in consumer.consume(num_messages=10_000, timeout=1.0):
+        msgs = consumer.consume(num_messages=10_000, timeout=1.0)
+        if msgs:
+            _mark()
+        for msg in msgs:
             if msg.error():
                 continue
             r = json.loads(msg.value())
@@ -274,6 +293,8 @@ def child(peer: str, prefix: str, topic: str, n: int, out: Path) -> None:
     seconds, sample = RUNNERS[peer](settings, topic, n)
     result = {
         "seconds": seconds,
+        # From the first reading in hand to the end: the steady rate, start-up left out.
+        "steady_seconds": seconds - (FIRST[0] - STARTED[0]) if FIRST[0] else seconds,
         "cpu_seconds": _cpu_self(),
         "peak_rss_mb": peak_rss_mb(),
         "sample": sample,
@@ -292,6 +313,7 @@ def run_peer(peer: str, prefix: str, topic: str, n: int, timeout: float = 900) -
             raise RuntimeError(f"peer {peer} failed:\n{done.stdout[-1500:]}\n{done.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(out.read_text())
     result["readings_per_s"] = n / result["seconds"]
+    result["steady_readings_per_s"] = n / result["steady_seconds"]
     result["cpu_s_per_million"] = result["cpu_seconds"] / n * 1e6
     return result
 
@@ -349,8 +371,12 @@ def run_peers(
     keys = sample_keys(reference)
     comparison = compare_aggregates(reference, {p: m for p, m in maps.items()}, keys)
     ours = results.get("ours", {}).get("readings_per_s")
+    ours_steady = results.get("ours", {}).get("steady_readings_per_s")
     for r in results.values():
         r["ratio_ours_to_this"] = ours / r["readings_per_s"] if ours else None
+        r["steady_ratio_ours_to_this"] = (
+            ours_steady / r["steady_readings_per_s"] if ours_steady else None
+        )
     return {
         "readings": readings,
         "devices": devices,

@@ -208,7 +208,14 @@ class Suite:
                 peers.run_peers(self.settings, m.peer_readings, m.peer_devices, on_peer=on_peer)
             )
             self.done()
-        keys = ("readings_per_s", "ratio_ours_to_this", "cpu_s_per_million", "peak_rss_mb")
+        keys = (
+            "readings_per_s",
+            "ratio_ours_to_this",
+            "steady_readings_per_s",
+            "steady_ratio_ours_to_this",
+            "cpu_s_per_million",
+            "peak_rss_mb",
+        )
         summary = {p: summarise([r["peers"][p] for r in runs], keys) for p in peers.PEERS}
         mismatches = [x for r in runs for x in r["comparison"]["mismatches"]]
         return {

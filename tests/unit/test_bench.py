@@ -166,7 +166,8 @@ def _results() -> dict[str, Any]:
                                      "window_close_to_aggregate", "event_to_alert")},
     }  # fmt: skip
     peer = {"readings_per_s": one, "ratio_ours_to_this": one, "cpu_s_per_million": one,
-            "peak_rss_mb": one}  # fmt: skip
+            "peak_rss_mb": one, "steady_readings_per_s": one,
+            "steady_ratio_ours_to_this": one}  # fmt: skip
     return {
         "command": "iotpipe bench --quick", "mode": "quick", "repeat": 1, "started": "now",
         "wall_s": 100.0,
@@ -174,7 +175,7 @@ def _results() -> dict[str, Any]:
         "stages": {"summary": {"flow": {"readings_per_s": one, "cpu_s_per_million": one,
                                         "peak_rss_mb": one}}},
         "peers": {"readings": 10, "devices": 1, "partitions": 4,
-                  "summary": {"ours": peer, "bytewax": {**peer, "ratio_ours_to_this": {
+                  "summary": {"ours": peer, "bytewax": {**peer, "steady_ratio_ours_to_this": {
                       "n": 1, "median": 4.0, "min": 4.0, "max": 4.0}}},
                   "comparison": {"sampled_windows": 200, "identical": False, "mismatch_count": 1,
                                  "mismatches": ["quix: ('d', 0) (1,) != reference (2,)"]}},
