@@ -28,6 +28,7 @@ readings topic, against the simulator's own count of readings sent.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -77,6 +78,14 @@ class _Reading(msgspec.Struct):
 class _Alert(msgspec.Struct):
     ts: int
     state: str = "raised"
+
+
+def delete_groups(settings: Settings, groups: list[str]) -> None:
+    """Tidy the broker: consumer groups the bench created (errors ignored: best effort)."""
+    admin = AdminClient(settings.kafka.client_config())
+    for fut in admin.delete_consumer_groups(groups, request_timeout=10).values():
+        with contextlib.suppress(Exception):  # a group that is gone or never committed
+            fut.result(15)
 
 
 def free_port() -> int:
@@ -357,6 +366,7 @@ def run_case(  # noqa: PLR0915 - one straight script: set up, run, drain, read b
         for p in procs:
             p.stop()
         delete_topics(settings.kafka, names)
+        delete_groups(settings, [f"{prefix}iotpipe-flow-normal"])
         bucket_api(influx, "DELETE", f"/api/v2/buckets/{bucket['id']}")
     return analyse(
         readings=readings,

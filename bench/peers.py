@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.e2e import delete_groups
 from bench.flow_drain import WINDOW_MS, preload
 from bench.machine import peak_rss_mb
 from bench.stats import AggKey, AggValue, compare_aggregates
@@ -40,6 +41,8 @@ from iotpipe.settings import Settings, load_settings
 from iotpipe.topics import KafkaTopics
 
 PEERS = ("ours", "bytewax", "quix", "plain")
+_RUN = uuid.uuid4().hex[:8]
+GROUPS = {"quix": f"bench-quix-{_RUN}", "plain": f"bench-plain-{_RUN}"}  # deleted by the child
 GRACE_MS = 5_000  # every engine waits 5 s of event time for stragglers (preload disorder < 2 s)
 SAMPLE_DEVICES = 40
 
@@ -189,7 +192,7 @@ def run_quix(settings: Settings, topic: str, n: int) -> tuple[float, list[list[A
     state_dir = tempfile.mkdtemp(prefix="bench-quix-")
     app = Application(
         broker_address=settings.kafka.bootstrap_servers,
-        consumer_group=f"bench-quix-{uuid.uuid4().hex[:8]}",
+        consumer_group=GROUPS["quix"],
         auto_offset_reset="earliest",
         state_dir=state_dir,
         use_changelog_topics=False,
@@ -238,7 +241,7 @@ def run_plain(settings: Settings, topic: str, n: int) -> tuple[float, list[list[
     consumer = Consumer(
         {
             **settings.kafka.client_config(),
-            "group.id": f"bench-plain-{uuid.uuid4().hex[:8]}",
+            "group.id": GROUPS["plain"],
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }
@@ -291,6 +294,8 @@ def child(peer: str, prefix: str, topic: str, n: int, out: Path) -> None:
     os.environ["IOTPIPE_KAFKA_TOPIC_PREFIX"] = prefix
     settings = load_settings()
     seconds, sample = RUNNERS[peer](settings, topic, n)
+    if peer in GROUPS:
+        delete_groups(settings, [GROUPS[peer]])
     result = {
         "seconds": seconds,
         # From the first reading in hand to the end: the steady rate, start-up left out.
