@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 
 from iotpipe.dashboard import create_app
 from iotpipe.errors import ConnectorError
@@ -39,7 +38,6 @@ async def _timed(client: httpx.AsyncClient, url: str) -> tuple[float, httpx.Resp
     return time.perf_counter() - started, resp
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_slow_queries_do_not_block_other_requests() -> None:
     app, seen = _slow_app()
 
@@ -69,7 +67,6 @@ def test_slow_queries_do_not_block_other_requests() -> None:
         assert took < SLOW_S / 2, (name, took)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_identical_queries_within_the_cache_window_run_once() -> None:
     app, seen = _slow_app()
 
@@ -85,7 +82,6 @@ def test_identical_queries_within_the_cache_window_run_once() -> None:
     assert len(seen) == 1
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_overview_survives_a_timed_out_fallback_query() -> None:
     """No roll-ups, and the per-device type stats time out: the rest is still shown."""
     app = create_app(load_settings())

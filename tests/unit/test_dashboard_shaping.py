@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
-from fastapi.testclient import TestClient
+import httpx
 
 from iotpipe.dashboard import create_app, shaping
 from iotpipe.dashboard.app import STATIC
@@ -110,20 +111,26 @@ def test_pipeline_view_sums_flow_counters_over_labels() -> None:
 
 
 def test_pages_are_served_and_need_no_internet() -> None:
-    client = TestClient(create_app(load_settings()))
-    for path in ("/", "/alerts", "/device", "/pipeline"):
-        resp = client.get(path)
-        assert resp.status_code == 200, path
-        assert "<nav>" in resp.text
-        for src in re.findall(r'(?:src|href)="([^"]+)"', resp.text):
-            assert src.startswith(("/", "data:")), f"{path} loads {src} from elsewhere"
-            if src.startswith("/static/"):
-                assert client.get(src).status_code == 200, src
-    config = client.get("/api/config").json()
-    assert config["ranges"] == ["15m", "1h", "6h", "24h", "7d"]
-    assert client.get("/api/overview?range=2y").status_code == 422
-    assert client.get("/docs").status_code == 404  # Swagger UI would load from a CDN
-    assert "/api/device" in client.get("/openapi.json").json()["paths"]
+    app = create_app(load_settings())
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as client:
+            for path in ("/", "/alerts", "/device", "/pipeline"):
+                resp = await client.get(path)
+                assert resp.status_code == 200, path
+                assert "<nav>" in resp.text
+                for src in re.findall(r'(?:src|href)="([^"]+)"', resp.text):
+                    assert src.startswith(("/", "data:")), f"{path} loads {src} from elsewhere"
+                    if src.startswith("/static/"):
+                        assert (await client.get(src)).status_code == 200, src
+            config = (await client.get("/api/config")).json()
+            assert config["ranges"] == ["15m", "1h", "6h", "24h", "7d"]
+            assert (await client.get("/api/overview?range=2y")).status_code == 422
+            assert (await client.get("/docs")).status_code == 404  # Swagger UI needs a CDN
+            assert "/api/device" in (await client.get("/openapi.json")).json()["paths"]
+
+    asyncio.run(scenario())
 
 
 def test_no_cdn_anywhere_in_the_static_files() -> None:
