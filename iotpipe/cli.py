@@ -515,6 +515,9 @@ def demo(
     workdir: Annotated[
         Path | None, typer.Option(help="Logs, recovery, summaries (default <state_dir>/demo).")
     ] = None,
+    keep_topics: Annotated[
+        bool, typer.Option(help="Keep the run's own Kafka topics (demo-<run>.*) afterwards.")
+    ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -531,7 +534,13 @@ def demo(
     )
     d = settings.demo
     options = DemoOptions(
-        d.devices, d.rate, d.duration_s, d.anomaly_rate, workdir=workdir, config_file=config
+        d.devices,
+        d.rate,
+        d.duration_s,
+        d.anomaly_rate,
+        workdir=workdir,
+        config_file=config,
+        keep_topics=keep_topics,
     )
     summary = run_demo(settings, options, err_console, live=not as_json)
     if as_json:

@@ -1,17 +1,23 @@
 """``iotpipe demo``: the whole pipeline from one command, supervised, with a loss check.
 
-Isolation per run, so a demo never mixes with other runs or other people's
-traffic on the same servers: the simulator's sites (``demo-<run>-000`` ...) and
-device ids (``d<run>-<attempt>-000042``) are new each run, the ingester
-subscribes to exactly those sites under its own MQTT session, and the Kafka
-topics live under the ``demo.`` prefix (or ``IOTPIPE_KAFKA_TOPIC_PREFIX`` when
-set). The demo records the topics' end offsets at the start and reads from
-there at the close, so the summary counts this run only.
+Each run is a clean pipeline that never mixes with other runs or other
+people's traffic on the same servers: the simulator's sites (``demo-<run>-000``
+...) and device ids (``d<run>-<attempt>-000042``) are new, the ingester
+subscribes to exactly those sites under its own MQTT session, the flows start
+from an empty recovery database, and the Kafka topics are the run's own
+(``demo-<run>.readings.<type>`` ..., deleted at the end unless ``--keep-topics``;
+or under ``IOTPIPE_KAFKA_TOPIC_PREFIX`` when that is set, and then kept). Flow
+state resumed from an earlier run would carry that run's devices and
+watermarks into this one (silence alerts for devices long gone, readings
+judged late). The demo also records the topics' end offsets at the start and
+reads from there at the close, so the summary counts this run only even in
+topics that already held data.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -46,12 +52,11 @@ from iotpipe.demo.summary import (
 )
 from iotpipe.demo.supervisor import Event, Supervisor
 from iotpipe.errors import ConfigError, ConnectorError, IotpipeError
-from iotpipe.kafka_admin import broker_metadata, ensure_topics
+from iotpipe.kafka_admin import broker_metadata, delete_topics, ensure_topics
 from iotpipe.settings import CONFIG_FILE_VAR, Settings
 from iotpipe.topics import KafkaTopics
 from simulators.names import site_names
 
-DEFAULT_TOPIC_PREFIX = "demo."
 MAX_SITES_SUBSCRIBED = 50
 
 
@@ -64,6 +69,7 @@ class DemoOptions:
     workdir: Path | None = None  # default: <state_dir>/demo
     drain_timeout_s: float = 120.0
     config_file: Path | None = None
+    keep_topics: bool = False  # keep the run's own topics (never deletes configured ones)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class Plan:
     ingest_port: int
     flow_port: int
     dashboard_port: int
+    own_topics: bool  # the run's own topic prefix (created, and deleted at the end)
 
     @property
     def topics(self) -> KafkaTopics:
@@ -112,7 +119,7 @@ def make_plan(settings: Settings, opts: DemoOptions, run_id: str | None = None) 
     """Ports, prefixes, sites, directories and the environment the children get."""
     run_id = run_id or uuid.uuid4().hex[:8]
     workdir = (opts.workdir or settings.core.state_dir / "demo").resolve()
-    topic_prefix = settings.kafka.topic_prefix or DEFAULT_TOPIC_PREFIX
+    topic_prefix = settings.kafka.topic_prefix or f"demo-{run_id}."
     site_prefix = f"demo-{run_id}"
     sites = site_names(settings.sim.sites, site_prefix)
     sites_env = ",".join(sites) if len(sites) <= MAX_SITES_SUBSCRIBED else ""
@@ -141,7 +148,7 @@ def make_plan(settings: Settings, opts: DemoOptions, run_id: str | None = None) 
         "device_prefix": device_prefix,
         "sim_duration": f"{opts.duration_s:g}",
         "workdir": str(workdir),
-        "recovery": str(workdir / "recovery" / topic_prefix.rstrip(".")),
+        "recovery": str(workdir / "recovery" / run_id),
         "run_id": run_id,
     }
     updated = settings.model_copy(
@@ -152,7 +159,7 @@ def make_plan(settings: Settings, opts: DemoOptions, run_id: str | None = None) 
     )
     return Plan(
         run_id, workdir, updated, env, values, device_prefix + "-", ingest_port, flow_port,
-        dashboard_port,
+        dashboard_port, own_topics=not settings.kafka.topic_prefix,
     )  # fmt: skip
 
 
@@ -221,6 +228,7 @@ class Demo:
         self.start_ms = 0
         self._last_shown = 0.0
         self._influx_error = ""
+        self.created: list[str] = []
 
     # -- events and status -------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -271,13 +279,13 @@ class Demo:
             broker_metadata(kafka)
         except ConnectorError as exc:
             raise ConnectorError(f"{exc} (start the stack first: make up)") from exc
-        ensure_topics(kafka, self.plan.topics.all_topics(self.catalogue.names))
+        self.created = ensure_topics(kafka, self.plan.topics.all_topics(self.catalogue.names))
         self.start_ms = int(time.time() * 1000)
         return dk.end_offsets(kafka, self._watched_topics())
 
     def _watched_topics(self) -> list[str]:
         t = self.plan.topics
-        return [*self.readings_topics, t.alerts, t.dlq_ingest, t.dlq_sink]
+        return [*self.readings_topics, t.alerts, t.dlq_ingest, t.dlq_sink, t.late]
 
     def launch(self) -> None:
         specs = child_specs(
@@ -440,6 +448,7 @@ class Demo:
         back.add(values_of(slice_of(*self.readings_topics)), self.plan.device_prefix)
         reasons = count_reasons(values_of(slice_of(t.dlq_ingest)))
         sink_dead = sum(1 for _ in slice_of(t.dlq_sink))
+        late = sum(1 for _ in slice_of(t.late))
         sent, failed, labels = self._sent()
         alerts = count_alerts(
             values_of(slice_of(t.alerts)), self.plan.device_prefix, self._sim_end_ms()
@@ -464,6 +473,7 @@ class Demo:
             ingested=back.ingested,
             ingested_by_type=dict(sorted(back.by_type.items())),
             aggregated=aggregated,
+            late=late,
             aggregate_window=window_label(min(self.plan.settings.flow.window_lengths_ms())),
             dead_lettered=dict(sorted(reasons.items())),
             sink_dead_lettered=sink_dead,
@@ -497,8 +507,20 @@ class Demo:
                 order = [SIMULATOR, INGESTER, "flow-normal", "flow-high", "status", "dashboard"]
                 self.supervisor.stop_all([n for n in order if n in self.supervisor.children])
             summary = self.summarise(start)
+            self.clean_up()
         summary.save(self.plan.workdir / f"summary-{self.plan.run_id}.json")
         return summary
+
+    def clean_up(self) -> None:
+        """The run's own topics and its recovery database are of no use afterwards."""
+        shutil.rmtree(self.plan.values["recovery"], ignore_errors=True)
+        if self.plan.own_topics and not self.opts.keep_topics and self.created:
+            try:
+                delete_topics(self.plan.settings.kafka, self.created)
+            except IotpipeError as exc:
+                self.console.print(f"could not delete the run's topics: {escape(str(exc))}")
+            else:
+                self.console.print(f"deleted this run's topics ({self.plan.topics.prefix}*)")
 
 
 @contextmanager

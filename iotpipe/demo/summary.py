@@ -139,6 +139,7 @@ class DemoSummary:
     ingested: int
     ingested_by_type: dict[str, int]
     aggregated: int | None
+    late: int  # readings the flows judged too late for their window (the `late` topic)
     aggregate_window: str
     dead_lettered: dict[str, int]
     sink_dead_lettered: int
@@ -175,7 +176,10 @@ class DemoSummary:
         t.add_row("readings sent", f"{sent} (simulator, confirmed by the broker)")
         t.add_row("ingested", f"{self.ingested:,} into Kafka " + _types(self.ingested_by_type))
         agg = "unknown" if self.aggregated is None else f"{self.aggregated:,}"
-        t.add_row("aggregated", f"{agg} (sum of count over {self.aggregate_window} windows)")
+        t.add_row(
+            "aggregated",
+            f"{agg} (sum of count over {self.aggregate_window} windows); late {self.late:,}",
+        )
         t.add_row(
             "dead-lettered", _counts(self.dead_lettered) + f"; sink: {self.sink_dead_lettered}"
         )

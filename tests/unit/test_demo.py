@@ -160,8 +160,10 @@ def test_plan_isolates_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("IOTPIPE_MQTT_SITES", raising=False)
     settings = load_settings()
     plan = make_plan(settings, DemoOptions(devices=1000, rate=250, workdir=tmp_path), "r1")
-    assert plan.settings.kafka.topic_prefix == "demo."
-    assert plan.env["IOTPIPE_KAFKA_TOPIC_PREFIX"] == "demo."
+    assert plan.settings.kafka.topic_prefix == "demo-r1."  # the run's own topics
+    assert plan.env["IOTPIPE_KAFKA_TOPIC_PREFIX"] == "demo-r1."
+    assert plan.own_topics
+    assert plan.values["recovery"] == str(tmp_path.resolve() / "recovery" / "r1")
     sites = plan.env["IOTPIPE_MQTT_SITES"].split(",")
     assert len(sites) == settings.sim.sites
     assert sites[0] == "demo-r1-000"
@@ -179,7 +181,7 @@ def test_plan_keeps_a_configured_topic_prefix(
     monkeypatch.setenv("IOTPIPE_KAFKA_TOPIC_PREFIX", "mine.")
     plan = make_plan(load_settings(), DemoOptions(devices=10, rate=10, workdir=tmp_path), "r2")
     assert plan.env["IOTPIPE_KAFKA_TOPIC_PREFIX"] == "mine."
-    assert plan.values["recovery"].endswith("recovery/mine")
+    assert not plan.own_topics  # configured topics are never deleted
 
 
 def test_free_port_moves_off_a_busy_one() -> None:
