@@ -11,6 +11,7 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
+from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from prometheus_client import CollectorRegistry, start_http_server
@@ -47,14 +48,22 @@ def run_flow(
     stats = FlowStats(settings.flow.priority)
     serve_metrics(settings, stats, process_id or 0)
     flow = build_flow(settings, tail=tail, stats=stats)
-    cli_main(  # type: ignore[no-untyped-call]  # bytewax.run is not annotated
-        flow,
-        workers_per_process=settings.flow.workers,
-        process_id=process_id,
-        addresses=addresses,
-        epoch_interval=timedelta(seconds=settings.flow.epoch_interval_s),
-        recovery_config=recovery_config(settings),
-    )
+    try:
+        cli_main(  # type: ignore[no-untyped-call]  # bytewax.run is not annotated
+            flow,
+            workers_per_process=settings.flow.workers,
+            process_id=process_id,
+            addresses=addresses,
+            epoch_interval=timedelta(seconds=settings.flow.epoch_interval_s),
+            recovery_config=recovery_config(settings),
+        )
+    except (KeyboardInterrupt, BytewaxRuntimeError) as exc:
+        # Ctrl-C / SIGINT is the normal way to stop a tailing flow (Bytewax reports
+        # it as "signal received"); with recovery on it resumes from the last
+        # snapshot, so a log line says so instead of a traceback.
+        if isinstance(exc, BytewaxRuntimeError) and "signal received" not in str(exc):
+            raise
+        log.info("stopped by a signal after %d readings", stats.readings)
 
 
 def metrics_port(settings: Settings, process_id: int = 0) -> int:
