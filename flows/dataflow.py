@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 import bytewax.operators as op
@@ -50,7 +51,7 @@ class PartitionLogic(StatefulBatchLogic[list[bytes], Output, bytes]):
         self.stats = stats
 
     def on_batch(self, values: list[list[bytes]]) -> tuple[list[Output], bool]:
-        flat = values[0] if len(values) == 1 else [v for batch in values for v in batch]
+        flat = values[0] if len(values) == 1 else list(chain.from_iterable(values))
         out = self.state.on_values(flat)
         self.stats.count(len(flat) - len(out.bad), out)
         return _nonempty(out), StatefulBatchLogic.RETAIN
