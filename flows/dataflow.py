@@ -12,7 +12,7 @@ instance with small batches so bulk telemetry never delays a safety alert.
 
 from __future__ import annotations
 
-import copy
+import pickle
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import Any
@@ -45,10 +45,13 @@ TICK = timedelta(seconds=1)
 class PartitionLogic(StatefulBatchLogic[list[bytes], Output, bytes]):
     """Bytewax glue around one partition's ``PartitionState``."""
 
-    def __init__(self, state: PartitionState, flush_at_eof: bool, stats: FlowStats) -> None:
+    def __init__(
+        self, state: PartitionState, flush_at_eof: bool, stats: FlowStats, recovery: bool = True
+    ) -> None:
         self.state = state
         self.flush_at_eof = flush_at_eof
         self.stats = stats
+        self.recovery = recovery
 
     def on_batch(self, values: list[list[bytes]]) -> tuple[list[Output], bool]:
         flat = values[0] if len(values) == 1 else list(chain.from_iterable(values))
@@ -72,7 +75,9 @@ class PartitionLogic(StatefulBatchLogic[list[bytes], Output, bytes]):
         return datetime.now(UTC) + TICK
 
     def snapshot(self) -> bytes:
-        return self.state.snapshot()
+        # Bytewax asks at every epoch even without a recovery store: skip the
+        # pickling (a few % of a live flow's time) when nothing would keep it.
+        return self.state.snapshot() if self.recovery else b""
 
 
 def _nonempty(out: Output) -> list[Output]:
@@ -132,11 +137,11 @@ def build_flow(
             tail=tail,
         )
 
+    recovery = settings.flow.recovery_dir is not None
+
     def builder(resume: bytes | None) -> PartitionLogic:
-        state = (
-            PartitionState(catalogue, config) if resume is None else PartitionState.restore(resume)
-        )
-        return PartitionLogic(state, flush_at_eof=not tail, stats=flow_stats)
+        state = PartitionState.restore(resume) if resume else PartitionState(catalogue, config)
+        return PartitionLogic(state, not tail, flow_stats, recovery)
 
     flow = Dataflow(f"iotpipe-{settings.flow.priority}")
     batches = op.input("kafka-in", flow, source)
@@ -147,8 +152,9 @@ def build_flow(
     to_influx = op.merge("to-influx", aggregates, alerts)
     if config.rollup:
 
-        def rollup_builder(resume: RollupState | None) -> RollupLogic:
-            return RollupLogic(resume or RollupState(), not tail, flow_stats)
+        def rollup_builder(resume: bytes | None) -> RollupLogic:
+            state = pickle.loads(resume) if resume else RollupState()
+            return RollupLogic(state, not tail, flow_stats, recovery)
 
         # Keyed by sensor type: every partition of a type's topic meets in one state.
         progress = op.flat_map("progress", outputs, _progress_by_type)
@@ -177,13 +183,16 @@ def build_flow(
     return flow
 
 
-class RollupLogic(StatefulBatchLogic[tuple[str, Progress], list[SiteAggregate], RollupState]):
+class RollupLogic(StatefulBatchLogic[tuple[str, Progress], list[SiteAggregate], bytes]):
     """Bytewax glue around one sensor type's ``RollupState``."""
 
-    def __init__(self, state: RollupState, flush_at_eof: bool, stats: FlowStats) -> None:
+    def __init__(
+        self, state: RollupState, flush_at_eof: bool, stats: FlowStats, recovery: bool = True
+    ) -> None:
         self.state = state
         self.flush_at_eof = flush_at_eof
         self.stats = stats
+        self.recovery = recovery
 
     def on_batch(
         self, values: list[tuple[str, Progress]]
@@ -200,8 +209,8 @@ class RollupLogic(StatefulBatchLogic[tuple[str, Progress], list[SiteAggregate], 
         self.stats.count_sites(len(out), self.state.dropped)
         return ([out] if out else []), StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> RollupState:
-        return copy.deepcopy(self.state)
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.state, pickle.HIGHEST_PROTOCOL) if self.recovery else b""
 
 
 def _progress_by_type(kv: tuple[str, Output]) -> list[tuple[str, tuple[str, Progress]]]:
