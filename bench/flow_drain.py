@@ -117,7 +117,7 @@ def run_ours(settings: Settings) -> dict[str, Any]:
     )
     start = time.perf_counter()
     if settings.flow.workers == 1:
-        run_main(flow)
+        run_main(flow)  # type: ignore[no-untyped-call]
     else:
         cli_main(flow, workers_per_process=settings.flow.workers)  # type: ignore[no-untyped-call]
     return {"seconds": time.perf_counter() - start, "outputs": counts}
@@ -155,9 +155,9 @@ def run_per_item(settings: Settings) -> dict[str, Any]:
         flow,
         KafkaSource([settings.kafka.bootstrap_servers], [topic], tail=False, batch_size=5000),
     )
-    readings = op.map("decode", msgs, lambda m: json.loads(m.value))
+    readings = op.map("decode", msgs, lambda m: json.loads(m.value))  # type: ignore[union-attr,arg-type]
     keyed = op.key_on("key", readings, lambda r: r["device_id"])
-    clock = EventClock(
+    clock: EventClock[dict[str, Any]] = EventClock(
         lambda r: datetime.fromtimestamp(r["ts"] / 1000, tz=UTC),
         wait_for_system_duration=timedelta(seconds=5),
     )
@@ -169,7 +169,7 @@ def run_per_item(settings: Settings) -> dict[str, Any]:
     )
     op.output("out", out.down, Counter())
     start = time.perf_counter()
-    run_main(flow)
+    run_main(flow)  # type: ignore[no-untyped-call]
     return {"seconds": time.perf_counter() - start, "outputs": {"windows": count[0]}}
 
 
@@ -230,7 +230,7 @@ def main() -> None:
     finally:
         delete_topics(settings.kafka, names)
     n = args.readings
-    report = {
+    report: dict[str, Any] = {
         "command": f"python -m bench.flow_drain --readings {n} --devices {args.devices}",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
