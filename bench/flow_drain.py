@@ -123,6 +123,20 @@ def run_ours(settings: Settings) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - start, "outputs": counts}
 
 
+def per_item_start() -> list[float]:
+    """The per-item baseline's accumulator: count, sum, min, max."""
+    return [0.0, 0.0, float("inf"), float("-inf")]
+
+
+def per_item_fold(acc: list[float], r: dict[str, Any]) -> list[float]:
+    v = r["value"]
+    return [acc[0] + 1, acc[1] + v, min(acc[2], v), max(acc[3], v)]
+
+
+def per_item_merge(a: list[float], b: list[float]) -> list[float]:
+    return [a[0] + b[0], a[1] + b[1], min(a[2], b[2]), max(a[3], b[3])]
+
+
 def run_per_item(settings: Settings) -> dict[str, Any]:
     import bytewax.operators as op
     from bytewax.connectors.kafka import KafkaSource
@@ -142,13 +156,6 @@ def run_per_item(settings: Settings) -> dict[str, Any]:
 
             return Part()
 
-    def fold(acc: list[float], r: dict[str, Any]) -> list[float]:
-        v = r["value"]
-        return [acc[0] + 1, acc[1] + v, min(acc[2], v), max(acc[3], v)]
-
-    def merge(a: list[float], b: list[float]) -> list[float]:
-        return [a[0] + b[0], a[1] + b[1], min(a[2], b[2]), max(a[3], b[3])]
-
     flow = Dataflow("per-item")
     msgs = op.input(
         "in",
@@ -164,9 +171,7 @@ def run_per_item(settings: Settings) -> dict[str, Any]:
     windower = TumblingWindower(
         length=timedelta(milliseconds=WINDOW_MS), align_to=datetime(2020, 1, 1, tzinfo=UTC)
     )
-    out = fold_window(
-        "fold", keyed, clock, windower, lambda: [0.0, 0.0, float("inf"), float("-inf")], fold, merge
-    )
+    out = fold_window("fold", keyed, clock, windower, per_item_start, per_item_fold, per_item_merge)
     op.output("out", out.down, Counter())
     start = time.perf_counter()
     run_main(flow)  # type: ignore[no-untyped-call]

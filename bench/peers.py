@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.e2e import delete_groups
-from bench.flow_drain import WINDOW_MS, preload
+from bench.flow_drain import WINDOW_MS, per_item_fold, per_item_merge, per_item_start, preload
 from bench.machine import peak_rss_mb
 from bench.stats import AggKey, AggValue, compare_aggregates
 from iotpipe.kafka_admin import delete_topics, ensure_topics
@@ -151,13 +151,6 @@ def run_bytewax(settings: Settings, topic: str, n: int) -> tuple[float, list[lis
 
             return Part()
 
-    def fold(acc: list[float], r: dict[str, Any]) -> list[float]:
-        v = r["value"]
-        return [acc[0] + 1, acc[1] + v, min(acc[2], v), max(acc[3], v)]
-
-    def merge(a: list[float], b: list[float]) -> list[float]:
-        return [a[0] + b[0], a[1] + b[1], min(a[2], b[2]), max(a[3], b[3])]
-
     flow = Dataflow("peer-bytewax")
     source = KafkaSource([settings.kafka.bootstrap_servers], [topic], tail=False, batch_size=5000)
     msgs = op.input("in", flow, source)
@@ -173,9 +166,7 @@ def run_bytewax(settings: Settings, topic: str, n: int) -> tuple[float, list[lis
         wait_for_system_duration=timedelta(milliseconds=GRACE_MS),
     )
     windower = TumblingWindower(length=timedelta(milliseconds=WINDOW_MS), align_to=align)
-    out = fold_window(
-        "fold", keyed, clock, windower, lambda: [0.0, 0.0, float("inf"), float("-inf")], fold, merge
-    )
+    out = fold_window("fold", keyed, clock, windower, per_item_start, per_item_fold, per_item_merge)
     op.output("out", out.down, Collect())
     start = STARTED[0] = time.perf_counter()
     run_main(flow)  # type: ignore[no-untyped-call]
