@@ -21,7 +21,9 @@ readings), never written over a complete roll-up.
 
 from __future__ import annotations
 
+import heapq
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -171,6 +173,10 @@ class RollupState:
         self.emitted: dict[WindowKey, tuple[SitePartial, float]] = {}  # with emission time
         self.retired_end = np.iinfo(np.int64).min  # latest end of a window forgotten so far
         self.dropped = 0
+        # Work per message stays proportional to what changes, not to how many
+        # site windows are held (thousands of sites x 5 minutes of windows):
+        self._by_end: list[tuple[int, WindowKey]] = []  # heap of open windows
+        self._by_time: deque[tuple[float, WindowKey]] = deque()  # emissions, oldest first
 
     def on_progress(
         self, source: str, progress: Progress, now: float | None = None
@@ -183,12 +189,17 @@ class RollupState:
             if done is not None:  # from a partition not heard from when it was emitted
                 merged = done[0].merge(partial)
                 self.emitted[key] = (merged, now)
+                self._by_time.append((now, key))
                 out.append(merged.result())
             elif partial.end <= self.retired_end and key not in self.open:
                 self.dropped += 1  # its roll-up may have been emitted and retired: keep that
             else:
                 current = self.open.get(key)
-                self.open[key] = partial if current is None else current.merge(partial)
+                if current is None:
+                    self.open[key] = partial
+                    heapq.heappush(self._by_end, (partial.end, key))
+                else:
+                    self.open[key] = current.merge(partial)
         if progress.watermark > self.watermarks.get(source, np.iinfo(np.int64).min):
             self.watermarks[source] = progress.watermark
         return out + self._emit(self._complete_up_to(), now)
@@ -201,13 +212,18 @@ class RollupState:
         return min(self.watermarks.values(), default=np.iinfo(np.int64).min)
 
     def _emit(self, watermark: int, now: float) -> list[SiteAggregate]:
-        ready = sorted(k for k, p in self.open.items() if p.end <= watermark)
         out = []
-        for key in ready:
+        while self._by_end and self._by_end[0][0] <= watermark:
+            _end, key = heapq.heappop(self._by_end)
             partial = self.open.pop(key)
             self.emitted[key] = (partial, now)
+            self._by_time.append((now, key))
             out.append(partial.result())
         retire = now - self.retain_s
-        for key in [k for k, (_p, at) in self.emitted.items() if at < retire]:
-            self.retired_end = max(self.retired_end, self.emitted.pop(key)[0].end)
+        while self._by_time and self._by_time[0][0] < retire:
+            at, key = self._by_time.popleft()
+            entry = self.emitted.get(key)
+            if entry is not None and entry[1] == at:  # else re-emitted later: a later item
+                del self.emitted[key]
+                self.retired_end = max(self.retired_end, entry[0].end)
         return out

@@ -156,3 +156,14 @@ def test_partials_after_retirement_are_counted_never_written_over() -> None:
     # windows after the retired ones are still taken from anyone
     out = state.on_progress("d", Progress("temperature", 100_000, (partial(10_000, 7.0),)), now=64)
     assert [(a.start, a.mean) for a in out] == [(10_000, 7.0)]
+
+
+def test_a_re_emitted_window_is_kept_for_the_full_time_after_its_last_update() -> None:
+    state = RollupState(retain_s=60)
+    state.on_progress("a", Progress("temperature", 100_000, (partial(0, 1.0),)), now=0)
+    state.on_progress("c", Progress("temperature", 100_000, (partial(0, 5.0),)), now=50)
+    state.on_progress("a", Progress("temperature", 100_000, ()), now=70)  # 70 s after emission
+    out = state.on_progress("d", Progress("temperature", 100_000, (partial(0, 3.0),)), now=100)
+    assert [(a.count, a.mean) for a in out] == [(3, 3.0)]  # still held: updated at 50
+    state.on_progress("a", Progress("temperature", 100_000, ()), now=161)
+    assert state.emitted == {} and state.retired_end == 10_000
