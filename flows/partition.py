@@ -90,10 +90,8 @@ class PartitionState:
         n = len(readings)
         ts = np.fromiter(map(_TS, readings), np.int64, n)
         vals = np.fromiter(map(_VALUE, readings), np.float64, n)
-        slots = self.slots.lookup(
-            list(map(_DEVICE, readings)),
-            list(map(_TYPE, readings)),
-            list(map(_SITE, readings)),
+        slots = self.slots.lookup_described(
+            list(map(_DEVICE, readings)), lambda i: (readings[i].sensor_type, readings[i].site)
         )
         watermark = self.watermark(now)
         late_any = np.zeros(len(readings), np.bool_)
@@ -164,7 +162,7 @@ class PartitionState:
 
 
 _TS, _VALUE = operator.attrgetter("ts"), operator.attrgetter("value")
-_DEVICE, _TYPE, _SITE = (operator.attrgetter(f) for f in ("device_id", "sensor_type", "site"))
+_DEVICE = operator.attrgetter("device_id")
 
 
 def _decode(values: Sequence[bytes], bad: list[bytes]) -> list[Reading]:

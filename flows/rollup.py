@@ -22,6 +22,7 @@ readings), never written over a complete roll-up.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -82,7 +83,7 @@ class SitePartial:
             mean=self.mean,
             min=self.min,
             max=self.max,
-            std=float(np.sqrt(max(self.m2 / self.count, 0.0))),
+            std=math.sqrt(max(self.m2 / self.count, 0.0)),
             last=self.last,
         )
 

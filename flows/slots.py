@@ -8,7 +8,7 @@ slot (DESIGN.md section 6).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import repeat
 
 import numpy as np
@@ -45,6 +45,13 @@ class SlotMap:
         self, device_ids: Sequence[str], sensor_types: Sequence[str], sites: Sequence[str]
     ) -> Int64Array:
         """Slots for a batch, registering devices seen for the first time."""
+        return self.lookup_described(device_ids, lambda i: (sensor_types[i], sites[i]))
+
+    def lookup_described(
+        self, device_ids: Sequence[str], describe: Callable[[int], tuple[str, str]]
+    ) -> Int64Array:
+        """``lookup``, asking ``describe(i)`` for (sensor type, site) only of unseen devices,
+        so the hot path builds no per-reading type and site columns."""
         n = len(device_ids)
         slots = np.fromiter(map(self._slot.get, device_ids, repeat(-1, n)), np.int64, count=n)
         missing = np.flatnonzero(slots < 0)
@@ -52,7 +59,7 @@ class SlotMap:
             device = device_ids[i]
             slot = self._slot.get(device)
             if slot is None:
-                slot = self._register(device, sensor_types[i], sites[i])
+                slot = self._register(device, *describe(i))
             slots[i] = slot
         return slots
 

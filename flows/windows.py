@@ -217,6 +217,9 @@ class TumblingWindows:
         starts = r.wid[done] * self.length
         types, sites = slot_map.type_names, slot_map.site_names
         slots = r.slot[done]
+        type_idx = slot_map.slot_type[slots].astype(np.int64)
+        site_idx = slot_map.slot_site[slots].astype(np.int64)
+        counts, lows, highs, lasts = r.count[done], r.low[done], r.high[done], r.last_value[done]
         device_ids = slot_map.device_ids
         label, length = self.label, self.length
         # Whole columns to Python lists first: indexing numpy scalars row by row
@@ -238,31 +241,31 @@ class TumblingWindows:
             )
             for slot, typ, site, start, count, avg, low, high, dev, last in zip(
                 slots.tolist(),
-                slot_map.slot_type[slots].tolist(),
-                slot_map.slot_site[slots].tolist(),
+                type_idx.tolist(),
+                site_idx.tolist(),
                 starts.tolist(),
-                r.count[done].tolist(),
+                counts.tolist(),
                 mean.tolist(),
-                r.low[done].tolist(),
-                r.high[done].tolist(),
+                lows.tolist(),
+                highs.tolist(),
                 std.tolist(),
-                r.last_value[done].tolist(),
+                lasts.tolist(),
                 strict=True,
             )
         ]
         partials: list[SitePartial] = []
         if rollup:
             closed = ClosedRows(
-                site=slot_map.slot_site[slots].astype(np.int64),
-                sensor_type=slot_map.slot_type[slots].astype(np.int64),
+                site=site_idx,
+                sensor_type=type_idx,
                 wid=r.wid[done],
-                count=r.count[done],
+                count=counts,
                 mean=mean,
                 var=var,
-                low=r.low[done],
-                high=r.high[done],
+                low=lows,
+                high=highs,
                 last_ts=r.last_ts[done],
-                last=r.last_value[done],
+                last=lasts,
             )
             partials = site_partials(closed, self.length, self.label, sites, types)
         self._open.release(done)

@@ -31,8 +31,12 @@ from iotpipe.errors import ConnectorError
 from iotpipe.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
-PAGES = {"/": "overview.html", "/alerts": "alerts.html", "/device": "device.html"}
-PAGES["/pipeline"] = "pipeline.html"
+PAGES = {
+    "/": "overview.html",
+    "/alerts": "alerts.html",
+    "/device": "device.html",
+    "/pipeline": "pipeline.html",
+}
 RECENT_S = 300  # "devices reporting" looks this far back
 SEARCH_RANGE_S = 7 * 86_400
 HISTORY_POINTS = 360
