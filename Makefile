@@ -25,7 +25,9 @@ system:
 
 venv: $(BIN)/.installed
 
-$(BIN)/.installed: pyproject.toml
+# The flow's compiled part (flows/native, Rust) is built by the editable install.
+NATIVE := flows/native/Cargo.toml flows/native/Cargo.lock $(wildcard flows/native/src/*.rs)
+$(BIN)/.installed: pyproject.toml $(NATIVE)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

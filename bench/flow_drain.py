@@ -1,6 +1,6 @@
 """Flow drain rate: a Kafka backlog run to the end, ours vs Bytewax per-item windows.
 
-    python -m bench.flow_drain [--readings 1000000] [--devices 100000]
+    python -m bench.flow_drain [--readings 5000000] [--devices 100000]
 
 Pre-loads ``readings.temperature`` (under a fresh topic prefix) with N readings
 over D devices, then runs, each in its own process so peak memory is its own:
@@ -211,7 +211,7 @@ def run_case(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--readings", type=int, default=1_000_000)
+    parser.add_argument("--readings", type=int, default=5_000_000)
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--child", choices=["ours", "per-item"])
     parser.add_argument("--prefix")

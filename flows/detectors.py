@@ -59,7 +59,7 @@ from typing import Any, Final, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from flows.slots import SlotMap
+from flows.slots import SlotMap, by_slot_then_time
 from iotpipe.catalogue import Catalogue
 from iotpipe.errors import ConfigError
 from iotpipe.model import Alert, AlertState, Severity, alert_id
@@ -496,9 +496,16 @@ class DetectorBank:
     # -- the hot path -----------------------------------------------------
 
     def process(
-        self, slots: npt.ArrayLike, ts: npt.ArrayLike, values: npt.ArrayLike
+        self,
+        slots: npt.ArrayLike,
+        ts: npt.ArrayLike,
+        values: npt.ArrayLike,
+        order: I64 | None = None,
     ) -> list[Alert]:
-        """One micro-batch of readings (any order, any mix of devices); returns alert events."""
+        """One micro-batch of readings (any order, any mix of devices); returns alert events.
+
+        ``order``: the batch sorted by (slot, time), if the caller has it already.
+        """
         s = np.asarray(slots, dtype=np.int64).ravel()
         t = np.asarray(ts, dtype=np.int64).ravel()
         x = np.asarray(values, dtype=np.float64).ravel()
@@ -513,14 +520,18 @@ class DetectorBank:
         if not finite.all():
             self.stats.non_finite += int(s.size - np.count_nonzero(finite))
             s, t, x = s[finite], t[finite], x[finite]
+            order = None
             if s.size == 0:
                 return []
         with np.errstate(over="ignore", invalid="ignore"):  # absurd values must not warn
-            return self._process(s, t, x)
+            return self._process(s, t, x, by_slot_then_time(s, t) if order is None else order)
 
-    def _process(self, s: I64, t: I64, x: F64) -> list[Alert]:
-        order = np.lexsort((x, t, s))
+    def _process(self, s: I64, t: I64, x: F64, order: I64) -> list[Alert]:
         s, t, x = s[order], t[order], x[order]
+        same = (s[1:] == s[:-1]) & (t[1:] == t[:-1])
+        if same.any():  # readings of one device at one instant: by value, whatever the arrival
+            order = np.lexsort((x, t, s))
+            s, t, x = s[order], t[order], x[order]
         n = s.size
         ev = _Events()
         new_dev = np.empty(n, dtype=np.bool_)

@@ -16,13 +16,14 @@ watermark is advanced by the caller between batches.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import repeat
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from flows._native import KeyIndex
 from flows.rollup import ClosedRows, SitePartial, site_partials
-from flows.slots import SlotMap
+from flows.slots import SlotMap, by_slot_then_time
 from iotpipe.model import Aggregate
 
 SLOT_STRIDE = 1 << 24  # up to 16M devices per partition; key = window index * stride + slot
@@ -88,7 +89,7 @@ class OpenRows:
     """
 
     def __init__(self) -> None:
-        self.index: dict[int, int] = {}
+        self.index = KeyIndex()
         self.rows = StatRows.empty(1024)
         self._free: list[int] = list(range(1023, -1, -1))
 
@@ -97,8 +98,7 @@ class OpenRows:
 
     def rows_for(self, keys: I64, first_values: F64, slots: I64) -> I64:
         """Row of each key (``wid * SLOT_STRIDE + slot``), opening new rows as needed."""
-        n = len(keys)
-        rows = np.fromiter(map(self.index.get, keys.tolist(), repeat(-1, n)), np.int64, count=n)
+        rows = np.frombuffer(self.index.get(keys), np.int64).copy()
         new = np.flatnonzero(rows < 0)
         if len(new):
             while len(self._free) < len(new):
@@ -106,7 +106,7 @@ class OpenRows:
             fresh = np.array(self._free[-len(new) :][::-1], np.int64)
             del self._free[-len(new) :]
             rows[new] = fresh
-            self.index.update(zip(keys[new].tolist(), fresh.tolist(), strict=True))
+            self.index.insert(keys[new], fresh)
             r = self.rows
             r.slot[fresh] = slots[new]
             r.wid[fresh] = keys[new] // SLOT_STRIDE
@@ -128,7 +128,7 @@ class OpenRows:
         window index, so equal keys are then adjacent, latest last).
         """
         if order is None:
-            order = np.lexsort((np.arange(len(ts)), ts, slots))
+            order = by_slot_then_time(slots, ts)
         m = len(order)
         sorted_keys = keys[order]
         starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
@@ -155,9 +155,20 @@ class OpenRows:
         """Forget closed rows and make them reusable."""
         r = self.rows
         r.active[rows] = False
-        for key in (r.wid[rows] * SLOT_STRIDE + r.slot[rows]).tolist():
-            del self.index[key]
+        self.index.remove(r.wid[rows] * SLOT_STRIDE + r.slot[rows])
         self._free.extend(rows.tolist())
+
+    def __getstate__(self) -> dict[str, object]:
+        # The compiled index is not picklable; the open rows say what it held.
+        return {"rows": self.rows, "free": self._free}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.rows, self._free = state["rows"], state["free"]
+        self.index = KeyIndex()
+        open_rows = np.flatnonzero(self.rows.active)
+        self.index.insert(
+            self.rows.wid[open_rows] * SLOT_STRIDE + self.rows.slot[open_rows], open_rows
+        )
 
     def _grow(self) -> None:
         old = len(self.rows.slot)
@@ -208,7 +219,8 @@ class TumblingWindows:
         done = np.flatnonzero(r.active & ((r.wid + 1) * self.length <= watermark))
         if len(done) == 0:
             return [], []
-        done = done[np.lexsort((r.slot[done], r.wid[done]))]  # deterministic output order
+        # deterministic output order: by window, then slot (the row key; unique)
+        done = done[np.argsort(r.wid[done] * SLOT_STRIDE + r.slot[done])]
         n = r.count[done].astype(np.float64)
         mean_shifted = r.total[done] / n
         var = np.maximum(r.total_sq[done] / n - mean_shifted * mean_shifted, 0.0)
