@@ -99,10 +99,7 @@ class PartitionState:
         late_any = np.zeros(n, np.bool_)
         by_slot_time = by_slot_then_time(slots, ts)  # one sort for windows and detectors
         for windows in self.windows:
-            if isinstance(windows, TumblingWindows):
-                late_any |= windows.add(slots, ts, vals, watermark, by_slot_time)
-            else:
-                late_any |= windows.add(slots, ts, vals, watermark)
+            late_any |= windows.add(slots, ts, vals, watermark, by_slot_time)
         if late_any.any():
             # Late for at least one window length: counted and sent to the late
             # output; the longer windows that were still open did take it.

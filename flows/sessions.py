@@ -133,8 +133,14 @@ class SessionWindows:
         self._seen = np.r_[self._seen, np.full(size - old, NEVER, np.int64)]
         self._open = np.r_[self._open, np.zeros(size - old, np.bool_)]
 
-    def add(self, slots: I64, ts: I64, values: F64, watermark: int) -> Mask:
-        """Fold a batch in; returns the mask of late readings (see the rule above)."""
+    def add(
+        self, slots: I64, ts: I64, values: F64, watermark: int, order: I64 | None = None
+    ) -> Mask:
+        """Fold a batch in; returns the mask of late readings (see the rule above).
+
+        ``order`` (the batch by slot and time) is not used: sessions are cut in
+        each device's arrival order.
+        """
         n = len(ts)
         if n == 0:
             return np.zeros(0, np.bool_)

@@ -8,7 +8,7 @@ per-reading work independent of ``n`` (the naive way adds every reading to ``n``
 windows).
 
 Panes are flat arrays (one row per open (device, pane) pair) found through a
-dict from a packed int key, as in ``flows.windows``. Each pane keeps its sums
+packed int key, as in ``flows.windows`` (the same ``OpenRows``). Each pane keeps its sums
 relative to its own first value; merging re-bases them on the window's first
 pane, so count, mean, min, max, std and last are exact (up to rounding) and a
 large steady signal does not lose its variance to cancellation.
@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flows.slots import SlotMap
-from flows.windows import SLOT_STRIDE, OpenRows, window_label
+from flows.windows import OpenRows, window_label
 from iotpipe.model import Aggregate
 
 F64 = npt.NDArray[np.float64]
@@ -64,16 +64,16 @@ class SlidingWindows:
         """Index of the last window ended by ``watermark`` (clamped to int64)."""
         return max((watermark - self.length) // self.slide, _I64_MIN)
 
-    def add(self, slots: I64, ts: I64, values: F64, watermark: int) -> Mask:
-        """Fold a batch in; returns the mask of late readings (every window closed)."""
+    def add(
+        self, slots: I64, ts: I64, values: F64, watermark: int, order: I64 | None = None
+    ) -> Mask:
+        """Fold a batch in; returns the mask of late readings (every window closed).
+
+        ``order``: the batch sorted by (slot, time, arrival), shared with other windows.
+        """
         pane = ts // self.slide
         late = pane <= max(self._closed_k, self._last_closed(watermark))
-        if late.any():
-            keep = ~late
-            slots, ts, values, pane = slots[keep], ts[keep], values[keep], pane[keep]
-        if len(ts) == 0:
-            return late
-        self._open.fold(pane * SLOT_STRIDE + slots, slots, ts, values)
+        self._open.fold_on_time(pane, late, slots, ts, values, order)
         return late
 
     def close(self, watermark: int, slot_map: SlotMap) -> list[Aggregate]:

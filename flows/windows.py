@@ -1,9 +1,10 @@
 """Event-time tumbling windows over many devices at once, one micro-batch at a time.
 
 Each window length keeps its open windows in flat arrays (one row per open
-(device, window) pair) found through a dict from a packed int key. A batch is
-grouped with one ``np.unique``; counts and sums go in with ``np.bincount``,
-min/max with ``reduceat`` over the sorted batch. Sums are kept relative to the
+(device, window) pair) found through a compiled index from a packed int key
+(``flows._native.KeyIndex``). A batch is grouped by one sort on (device, time);
+counts and sums go in with ``np.bincount``, min/max with ``reduceat`` over the
+sorted batch. Sums are kept relative to the
 window's first value, so the variance of a large, steady signal (pressure at
 1013 hPa) does not cancel away in floating point.
 
@@ -30,6 +31,7 @@ SLOT_STRIDE = 1 << 24  # up to 16M devices per partition; key = window index * s
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
 
 
 def window_label(length_ms: int) -> str:
@@ -151,11 +153,32 @@ class OpenRows:
         r.last_ts[upd] = ts[last][newer]
         r.last_value[upd] = values[last][newer]
 
+    def fold_on_time(
+        self, wid: I64, late: Mask, slots: I64, ts: I64, values: F64, order: I64 | None
+    ) -> None:
+        """``fold`` the readings that are not late, keyed by (window or pane ``wid``, slot).
+
+        ``order``: the whole batch sorted by (slot, time, arrival); dropping the
+        late readings from it keeps it sorted, so it is shared, not redone.
+        """
+        if late.all():
+            return
+        if late.any():
+            if order is not None:
+                order = order[~late[order]]  # indexes the full batch
+            else:
+                keep = ~late
+                slots, ts, values, wid = slots[keep], ts[keep], values[keep], wid[keep]
+        self.fold(wid * SLOT_STRIDE + slots, slots, ts, values, order)
+
+    def keys_of(self, rows: I64) -> I64:
+        """The packed keys of ``rows``: ``wid * SLOT_STRIDE + slot``."""
+        return self.rows.wid[rows] * SLOT_STRIDE + self.rows.slot[rows]
+
     def release(self, rows: I64) -> None:
         """Forget closed rows and make them reusable."""
-        r = self.rows
-        r.active[rows] = False
-        self.index.remove(r.wid[rows] * SLOT_STRIDE + r.slot[rows])
+        self.rows.active[rows] = False
+        self.index.remove(self.keys_of(rows))
         self._free.extend(rows.tolist())
 
     def __getstate__(self) -> dict[str, object]:
@@ -166,9 +189,7 @@ class OpenRows:
         self.rows, self._free = state["rows"], state["free"]
         self.index = KeyIndex()
         open_rows = np.flatnonzero(self.rows.active)
-        self.index.insert(
-            self.rows.wid[open_rows] * SLOT_STRIDE + self.rows.slot[open_rows], open_rows
-        )
+        self.index.insert(self.keys_of(open_rows), open_rows)
 
     def _grow(self) -> None:
         old = len(self.rows.slot)
@@ -190,21 +211,14 @@ class TumblingWindows:
 
     def add(
         self, slots: I64, ts: I64, values: F64, watermark: int, order: I64 | None = None
-    ) -> npt.NDArray[np.bool_]:
+    ) -> Mask:
         """Fold a batch in; returns the mask of late readings (window already closed).
 
         ``order``: the batch sorted by (slot, time, arrival), shared by all lengths.
         """
         wid = ts // self.length
         late = (wid + 1) * self.length <= watermark
-        if late.all():
-            return late
-        if order is not None and late.any():
-            order = order[~late[order]]  # still sorted; indexes the full batch
-        elif late.any():
-            keep = ~late
-            slots, ts, values, wid = slots[keep], ts[keep], values[keep], wid[keep]
-        self._open.fold(wid * SLOT_STRIDE + slots, slots, ts, values, order)
+        self._open.fold_on_time(wid, late, slots, ts, values, order)
         return late
 
     def close(self, watermark: int, slot_map: SlotMap) -> list[Aggregate]:
@@ -219,8 +233,7 @@ class TumblingWindows:
         done = np.flatnonzero(r.active & ((r.wid + 1) * self.length <= watermark))
         if len(done) == 0:
             return [], []
-        # deterministic output order: by window, then slot (the row key; unique)
-        done = done[np.argsort(r.wid[done] * SLOT_STRIDE + r.slot[done])]
+        done = done[np.argsort(self._open.keys_of(done))]  # by window, then slot: deterministic
         n = r.count[done].astype(np.float64)
         mean_shifted = r.total[done] / n
         var = np.maximum(r.total_sq[done] / n - mean_shifted * mean_shifted, 0.0)
