@@ -290,12 +290,12 @@ def simulate(
             readings += len(values)
             keep(state.on_values(values, now=now).alerts)
         else:
-            keep(state.on_tick(now=now).alerts)
+            keep(state.on_idle(now=now).alerts)  # the simulated source is caught up
         raw += fleet.take_labels()
     # No ``state.flush()``: it reads the real wall clock for the detectors' watermark,
     # which here is unrelated to the simulated one. Every step already advanced the
     # detectors to the watermark; that watermark is the horizon for censoring.
-    horizon = state.watermark(now=end / 1000.0)
+    horizon = state.watermark()
     raw += fleet.final_labels()
     labels = [
         truth.name(r, int(fleet.stype[r.device]), int(fleet.site[r.device]))

@@ -94,7 +94,7 @@ class PartitionLogic(StatefulBatchLogic[list[bytes], Output, bytes]):
 
 
 def _nonempty(out: Output) -> list[Output]:
-    return [out] if (out.aggregates or out.alerts or out.late or out.progress) else []
+    return [out] if (out.aggregates or out.alerts or out.late or out.progress or out.bad) else []
 
 
 def flow_config(settings: Settings) -> FlowConfig:
@@ -105,6 +105,7 @@ def flow_config(settings: Settings) -> FlowConfig:
         session_gap_ms=int(f.session_gap_s * 1000),
         allowed_lateness_ms=int(f.allowed_lateness_s * 1000),
         idle_close_ms=int(f.idle_close_s * 1000),
+        clock_ahead_ms=int(f.clock_ahead_s * 1000),
         rollup=f.rollup,
         detectors=DetectorConfig(),
     )

@@ -3,6 +3,19 @@
 The Bytewax step keeps one ``PartitionState`` per partition (the key), feeds
 it whole micro-batches of raw Kafka values, and snapshots it for recovery.
 Nothing here knows about Bytewax or Kafka, so unit tests drive it directly.
+
+The watermark (windows up to it are closed; readings behind it are late):
+- It follows the partition's event-time frontier minus the allowed lateness.
+  The frontier is the median over the devices in a batch of each device's
+  newest reading, capped at wall time plus ``clock_ahead_ms``: one device
+  with a clock ahead (or a few) cannot push it, so a skewed clock makes only
+  that device's own readings late, never its neighbours'.
+- It moves on with wall time only while the source vouches that the
+  partition is caught up (``on_idle``), after ``idle_close_ms`` of that. A
+  flow held back by a sink that is down, or a Kafka broker that cannot be
+  reached, is not idle: its windows wait for the data instead of closing.
+- It never goes back, so a window once closed is never reopened (a second,
+  partial point would overwrite the first).
 """
 
 from __future__ import annotations
@@ -16,6 +29,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from flows.dedupe import Seen
 from flows.detectors import DetectorBank, DetectorConfig
 from flows.rollup import Progress, SitePartial
 from flows.sessions import SessionWindows
@@ -28,6 +42,7 @@ from iotpipe.model import Aggregate, Alert, Reading
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+NO_WATERMARK = int(np.iinfo(np.int64).min)
 
 
 @dataclass(frozen=True)
@@ -38,7 +53,8 @@ class FlowConfig:
     sliding_ms: tuple[tuple[int, int], ...] = ()  # (length, slide) pairs
     session_gap_ms: int = 0  # 0 = no session windows
     allowed_lateness_ms: int = 5_000
-    idle_close_ms: int = 10_000  # wall time without input before the watermark moves on
+    idle_close_ms: int = 10_000  # wall time caught up before the watermark moves on
+    clock_ahead_ms: int = 2_000  # how far past wall time an event time may push the watermark
     rollup: bool = True  # per-site, per-type roll-ups of the tumbling windows
     detectors: DetectorConfig = field(default_factory=DetectorConfig)
 
@@ -51,6 +67,7 @@ class Output:
     alerts: list[Alert] = field(default_factory=list)
     late: list[Reading] = field(default_factory=list)
     bad: list[bytes] = field(default_factory=list)
+    duplicates: int = 0  # readings dropped as already counted
     progress: list[Progress] = field(default_factory=list)  # for the roll-up stage
 
 
@@ -67,35 +84,57 @@ class PartitionState:
         if config.session_gap_ms:
             self.windows.append(SessionWindows(config.session_gap_ms))
         self.detectors = DetectorBank(catalogue, self.slots, config.detectors)
-        self.max_ts: int | None = None
+        self.seen = Seen()
+        self.max_ts: int | None = None  # the event-time frontier (see the module doc)
         self.wall_at_max = 0.0
+        self.idle_at = 0.0  # wall time the source last vouched it was caught up
+        self.closed_wm = NO_WATERMARK
         self.late_count = 0
+        self.duplicates = 0
         self.readings = 0
 
-    def watermark(self, now: float | None = None) -> int:
-        """Max event time seen minus the allowed lateness; moves on with wall time when idle."""
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # Snapshots taken before de-duplication and the vouched idle clock existed.
+        vars(self).update({"idle_at": 0.0, "closed_wm": NO_WATERMARK, "duplicates": 0})
+        vars(self).update(state)
+        if "seen" not in state:
+            self.seen = Seen()
+
+    def watermark(self) -> int:
+        """Frontier minus the allowed lateness, plus vouched idle time; never goes back."""
         if self.max_ts is None:
-            return np.iinfo(np.int64).min
+            return self.closed_wm
         wm = self.max_ts - self.config.allowed_lateness_ms
-        idle_ms = ((time.time() if now is None else now) - self.wall_at_max) * 1000
+        idle_ms = (self.idle_at - self.wall_at_max) * 1000
         if idle_ms >= self.config.idle_close_ms:
             wm += int(idle_ms)
-        return wm
+        return max(wm, self.closed_wm)
 
     def on_values(self, values: Sequence[bytes], now: float | None = None) -> Output:
-        """One micro-batch of Kafka values (JSON readings)."""
-        out = Output()
+        """One micro-batch of Kafka values (JSON readings); an empty one means idle."""
         batch = values if isinstance(values, list) else list(values)
+        if not batch:
+            return self.on_idle(now)
+        out = Output()
         cols = self.slots.decode(batch)
-        ts, vals, slots = cols.ts, cols.value, cols.slot
+        ts, vals, slots, seqs = cols.ts, cols.value, cols.slot, cols.seq
         rows: I64 | None = None  # batch position of each row, if any dropped
         if cols.pending:
-            ts, vals, slots, rows = self._decode_pending(batch, cols, out.bad)
+            ts, vals, slots, seqs, rows = self._decode_pending(batch, cols, out.bad)
+        if len(ts):
+            dup = self.seen.duplicates(slots, seqs, ts)
+            if dup.any():
+                keep = ~dup
+                out.duplicates = int(dup.sum())
+                self.duplicates += out.duplicates
+                ts, vals, slots = ts[keep], vals[keep], slots[keep]
+                rows = np.flatnonzero(keep) if rows is None else rows[keep]
         n = len(ts)
         if n == 0:
             return out
         self.readings += n
-        watermark = self.watermark(now)
+        wall = time.time() if now is None else now
+        watermark = self.watermark()
         late_any = np.zeros(n, np.bool_)
         by_slot_time = by_slot_then_time(slots, ts)  # one sort for windows and detectors
         for windows in self.windows:
@@ -107,19 +146,27 @@ class PartitionState:
             late_rows = np.flatnonzero(late_any) if rows is None else rows[late_any]
             out.late.extend(decode_reading(batch[i]) for i in late_rows.tolist())
         out.alerts.extend(self.detectors.process(slots, ts, vals, by_slot_time))
-        batch_max = int(ts.max())
-        if self.max_ts is None or batch_max > self.max_ts:
-            self.max_ts = batch_max
-            self.wall_at_max = time.time() if now is None else now
-        self._close(self.watermark(now), out)
+        frontier = min(
+            _median_newest(slots, ts, by_slot_time), int(wall * 1000) + self.config.clock_ahead_ms
+        )
+        if self.max_ts is None or frontier > self.max_ts:
+            self.max_ts = frontier
+            self.wall_at_max = wall
+        self._close(self.watermark(), out)
         return out
+
+    def on_idle(self, now: float | None = None) -> Output:
+        """The source vouches the partition is caught up: the watermark may move on."""
+        self.idle_at = time.time() if now is None else now
+        return self.on_tick()
 
     def _decode_pending(
         self, batch: list[bytes], cols: Columns, bad: list[bytes]
-    ) -> tuple[I64, F64, I64, I64 | None]:
+    ) -> tuple[I64, F64, I64, I64, I64 | None]:
         """The rows the compiled decoder left: msgspec decides; bad ones go to ``bad``
         (a value that is not a reading, or a new device of a type this flow does not serve)."""
         ts, vals, slots = cols.ts.copy(), cols.value.copy(), cols.slot.copy()
+        seqs = cols.seq.copy()
         keep = np.ones(len(ts), np.bool_)
         pending = cols.pending
         for i, reading in zip(pending, _decode_each([batch[i] for i in pending]), strict=True):
@@ -132,14 +179,15 @@ class PartitionState:
                 keep[i] = False
                 continue
             ts[i], vals[i], slots[i] = reading.ts, reading.value, slot
+            seqs[i] = -1 if reading.seq is None else reading.seq
         if keep.all():
-            return ts, vals, slots, None
-        return ts[keep], vals[keep], slots[keep], np.flatnonzero(keep)
+            return ts, vals, slots, seqs, None
+        return ts[keep], vals[keep], slots[keep], seqs[keep], np.flatnonzero(keep)
 
-    def on_tick(self, now: float | None = None) -> Output:
-        """No input for a while: let the watermark advance with wall time and close windows."""
+    def on_tick(self) -> Output:
+        """A timer: close what the watermark (moved on by ``on_idle``) allows."""
         out = Output()
-        self._close(self.watermark(now), out)
+        self._close(self.watermark(), out)
         return out
 
     def flush(self) -> Output:
@@ -154,6 +202,7 @@ class PartitionState:
         return out
 
     def _close(self, watermark: int, out: Output, detector_watermark: int | None = None) -> None:
+        self.closed_wm = max(self.closed_wm, watermark)
         partials: dict[str, list[SitePartial]] = {t: [] for t in self.slots.types_seen}
         for windows in self.windows:
             if self.config.rollup and isinstance(windows, TumblingWindows):
@@ -181,6 +230,15 @@ class PartitionState:
         if not isinstance(state, PartitionState):
             raise TypeError(f"not a PartitionState snapshot: {type(state).__name__}")
         return state
+
+
+def _median_newest(slots: I64, ts: I64, by_slot_time: I64) -> int:
+    """The median over the batch's devices of each one's newest event time."""
+    ordered = slots[by_slot_time]
+    last = np.flatnonzero(np.diff(ordered, append=ordered[-1] + 1))
+    newest = ts[by_slot_time[last]]
+    k = (len(newest) - 1) // 2  # the lower median: two devices, one skewed -> the other
+    return int(np.partition(newest, k)[k])
 
 
 def _decode_each(values: Sequence[bytes]) -> list[Reading | None]:

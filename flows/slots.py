@@ -48,6 +48,7 @@ class Columns:
     ts: Int64Array
     value: npt.NDArray[np.float64]
     slot: Int64Array
+    seq: Int64Array  # -1 where a reading has none
     pending: list[int]
 
 
@@ -82,13 +83,14 @@ class SlotMap:
         per reading; what it leaves (other layouts, bad values, devices of a
         type not served) comes back in ``pending`` for the caller.
         """
-        ts, value, slot, new, pending = self._index.decode(values)
+        ts, value, slot, seq, new, pending = self._index.decode(values)
         for _, device, type_index, site in new:
             self._describe(device, type_index, site)
         return Columns(
             np.frombuffer(ts, np.int64),
             np.frombuffer(value, np.float64),
             np.frombuffer(slot, np.int64),
+            np.frombuffer(seq, np.int64),
             pending,
         )
 

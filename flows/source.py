@@ -7,6 +7,11 @@ like Bytewax's own ``KafkaSource`` (which this mirrors, minus the per-message
 wrapping). The offsets are also committed to Kafka, about once a second, under
 the flow's consumer group: only so that consumer lag can be watched with the
 usual tools (`iotpipe status`, kafka-consumer-groups); resuming never reads them.
+
+An empty batch ``(partition_key, [])`` is a heartbeat: the partition is caught
+up with the broker's end of the log, asked of the broker itself. Only then may
+the flow let the watermark move on with wall time; a broker that cannot be
+reached sends no heartbeat, so an outage is never mistaken for silence.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ COMMIT_INTERVAL_S = 1.0
 # consume(): Bytewax polls its partitions in turn, so one blocking empty
 # partition would hold up every busy one (24 of them once cost 1.2 s a round).
 IDLE_BACKOFF = timedelta(milliseconds=10)
+HEARTBEAT_S = 1.0  # how often an idle partition asks the broker whether it is caught up
+HEARTBEAT_TIMEOUT_S = 0.3
 
 
 class _PartitionReader(StatefulSourcePartition[Batch, int]):
@@ -50,6 +57,7 @@ class _PartitionReader(StatefulSourcePartition[Batch, int]):
         self._commit_at = time.monotonic() + COMMIT_INTERVAL_S
         self._awake: datetime | None = None
         self._batch_size = batch_size
+        self._heartbeat_at = time.monotonic()
         self._eof = False
         self._consumer = Consumer(conf)
         self._consumer.assign([TopicPartition(topic, partition, offset)])
@@ -61,7 +69,7 @@ class _PartitionReader(StatefulSourcePartition[Batch, int]):
         self._maybe_commit()
         if not msgs:
             self._awake = datetime.now(UTC) + IDLE_BACKOFF
-            return []
+            return self._heartbeat()
         self._awake = None
         if any(map(Message.error, msgs)):  # C calls: no Python frame per message
             return self._with_errors(msgs)
@@ -73,6 +81,20 @@ class _PartitionReader(StatefulSourcePartition[Batch, int]):
 
     def next_awake(self) -> datetime | None:
         return self._awake
+
+    def _heartbeat(self) -> list[Batch]:
+        """An empty batch if the broker says we have read all there is (at most once a second)."""
+        now = time.monotonic()
+        if now < self._heartbeat_at:
+            return []
+        self._heartbeat_at = now + HEARTBEAT_S
+        tp = TopicPartition(self._topic, self._partition)
+        try:
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=HEARTBEAT_TIMEOUT_S)
+        except KafkaException:
+            return []  # broker away: not idle, just cut off
+        position = self._offset if self._offset >= 0 else low
+        return [(self._key, [])] if position >= high else []
 
     def _with_errors(self, msgs: list[Message]) -> list[Batch]:
         """The slow path: end-of-partition markers or broker errors in the batch."""

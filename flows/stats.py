@@ -27,6 +27,7 @@ class FlowStats:
     readings: int = 0
     bad: int = 0
     late: int = 0
+    duplicates: int = 0
     aggregates: int = 0
     site_aggregates: int = 0
     site_partials_dropped: int = 0
@@ -41,6 +42,7 @@ class FlowStats:
             self.readings += readings
             self.bad += len(out.bad)
             self.late += len(out.late)
+            self.duplicates += out.duplicates
             self.aggregates += len(out.aggregates)
             for alert in out.alerts:
                 self.alerts[(alert.detector, alert.state, alert.severity)] += 1
@@ -68,6 +70,7 @@ class FlowStatsCollector(Collector):
             ("iotpipe_flow_readings", "Readings taken in", s.readings),
             ("iotpipe_flow_bad", "Kafka values that were not readings", s.bad),
             ("iotpipe_flow_late", "Readings later than the allowed lateness", s.late),
+            ("iotpipe_flow_duplicates", "Readings dropped as already counted", s.duplicates),
             ("iotpipe_flow_aggregates", "Window aggregates emitted", s.aggregates),
             ("iotpipe_flow_site_aggregates", "Per-site roll-ups emitted", s.site_aggregates),
             (

@@ -19,16 +19,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 
-from iotpipe.catalogue import SENSOR_TYPE_PATTERN, Catalogue
-from iotpipe.model import Aggregate, Alert, IngestDeadLetter, Reading, SiteAggregate
+from iotpipe.catalogue import Catalogue
+from iotpipe.model import (
+    Aggregate,
+    Alert,
+    DeviceId,
+    IngestDeadLetter,
+    Reading,
+    SensorType,
+    Seq,
+    SiteAggregate,
+)
 from iotpipe.settings import ValidationSettings
-from iotpipe.topics import ID_RE, TopicContext
+from iotpipe.topics import TopicContext
 
-ID_PATTERN = ID_RE.pattern
 DEFAULT_SITE = "default"
 
 
@@ -67,19 +75,15 @@ class DecodeResult:
     rejections: list[Rejection] = field(default_factory=list)
 
 
-_Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
-_Type = Annotated[str, msgspec.Meta(pattern=SENSOR_TYPE_PATTERN)]
-
-
 class _WireReading(msgspec.Struct, gc=False):
     """What a device may send: ids optional (the topic can supply them)."""
 
     ts: int | str
     value: float
-    device_id: _Id | None = None
-    sensor_type: _Type | None = None
-    site: _Id | None = None
-    seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    device_id: DeviceId | None = None
+    sensor_type: SensorType | None = None
+    site: DeviceId | None = None
+    seq: Seq | None = None
     unit: str | None = None
 
 
@@ -122,7 +126,7 @@ class ReadingDecoder:
             return result
         try:
             wire = _payload_decoder.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
             return self._decode_slowly(payload, ctx)
         items = wire if isinstance(wire, list) else [wire]
         if not self._batch_size_ok(items, result):
@@ -207,6 +211,10 @@ class ReadingDecoder:
             return result
         try:
             raw = _raw_decoder.decode(payload)
+        except RecursionError:
+            detail = "JSON nested too deeply (a reading is one object or an array of objects)"
+            result.rejections.append(Rejection(Reason.MALFORMED_JSON, detail))
+            return result
         except msgspec.ValidationError as exc:  # e.g. 1e999
             result.rejections.append(Rejection(Reason.NON_FINITE_VALUE, str(exc)))
             return result

@@ -7,23 +7,29 @@ msgspec decode is several times faster than JSON-then-validate.
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
+from iotpipe.topics import ID_RE, MAX_SEQ, TYPE_RE
+
 Severity = Literal["info", "warning", "critical"]
+# What a Kafka consumer may trust about a reading, whoever wrote it to the topic.
+DeviceId = Annotated[str, msgspec.Meta(pattern=ID_RE.pattern)]
+SensorType = Annotated[str, msgspec.Meta(pattern=TYPE_RE.pattern)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
 AlertState = Literal["raised", "escalated", "cleared"]
 
 
 class Reading(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """One sensor reading as it travels on Kafka (``readings.<type>``)."""
 
-    device_id: str
-    sensor_type: str
-    site: str = "default"
+    device_id: DeviceId
+    sensor_type: SensorType
+    site: DeviceId = "default"
     ts: int
     value: float
-    seq: int | None = None
+    seq: Seq | None = None
     unit: str | None = None
     ingest_ts: int | None = None
 

@@ -312,7 +312,14 @@ class FlowSettings(BaseSettings):
     )
     allowed_lateness_s: float = Field(5.0, ge=0, description="How late a reading may arrive.")
     idle_close_s: float = Field(
-        10.0, gt=0, description="Wall time without input before a partition's windows close."
+        10.0,
+        gt=0,
+        description="Wall time caught up with Kafka, no input, before a partition's windows close.",
+    )
+    clock_ahead_s: float = Field(
+        2.0,
+        ge=0,
+        description="How far past the flow's wall clock event times may move the watermark.",
     )
     priority: Literal["normal", "high", "all"] = Field(
         "normal", description="Which sensor types this flow serves (high: own flow, small batches)."

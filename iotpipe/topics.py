@@ -17,8 +17,12 @@ from dataclasses import dataclass
 
 SENSORS_ROOT = "sensors"
 ALERTS_ROOT = "alerts"
-ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-TYPE_RE = re.compile(r"^[a-z0-9_]{1,64}$")
+# Full-match patterns (\A...\Z): with ``$``, "dev-1\n" would pass, since ``$``
+# also matches before a final newline. msgspec's ``Meta(pattern=...)`` uses
+# ``re.search``, so the anchors must be in the pattern itself.
+ID_RE = re.compile(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
+TYPE_RE = re.compile(r"\A[a-z0-9_]{1,64}\Z")
+MAX_SEQ = 2**53 - 1  # the largest integer every JSON consumer (and float64) holds exactly
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +38,24 @@ class TopicError(ValueError):
     """The MQTT topic is not one the pipeline accepts readings on."""
 
 
+def _levels(site: str, sensor_type: str, device_id: str) -> str:
+    """The three topic levels, refusing any id that could add a level or a wildcard."""
+    for name, value, pattern in (
+        ("site", site, ID_RE),
+        ("sensor type", sensor_type, TYPE_RE),
+        ("device id", device_id, ID_RE),
+    ):
+        if not pattern.match(value):
+            raise TopicError(f"bad {name} {value!r} for an MQTT topic")
+    return f"{site}/{sensor_type}/{device_id}"
+
+
 def mqtt_reading_topic(site: str, sensor_type: str, device_id: str) -> str:
-    return f"{SENSORS_ROOT}/{site}/{sensor_type}/{device_id}"
+    return f"{SENSORS_ROOT}/{_levels(site, sensor_type, device_id)}"
 
 
 def mqtt_alert_topic(site: str, sensor_type: str, device_id: str) -> str:
-    return f"{ALERTS_ROOT}/{site}/{sensor_type}/{device_id}"
+    return f"{ALERTS_ROOT}/{_levels(site, sensor_type, device_id)}"
 
 
 def mqtt_subscription(shared_group: str | None = None, site: str | None = None) -> str:

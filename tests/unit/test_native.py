@@ -22,6 +22,7 @@ from flows.windows import SLOT_STRIDE, OpenRows
 from iotpipe.catalogue import load_catalogue
 from iotpipe.codec import decode_reading, encode
 from iotpipe.model import Reading
+from iotpipe.topics import ID_RE, MAX_SEQ
 
 CATALOGUE = load_catalogue()
 TYPES = sorted(CATALOGUE.names)
@@ -35,6 +36,8 @@ plain_text = st.text(
     min_size=1,
     max_size=30,
 )
+# What the ingester lets through: the full-match id rule of iotpipe/topics.py.
+valid_id = st.from_regex(ID_RE)
 readings = st.builds(
     Reading,
     device_id=any_text,
@@ -52,11 +55,18 @@ readings = st.builds(
 
 
 def decode(values: list[bytes], types: list[str] = TYPES) -> tuple:
-    ts, value, slot, new, pending = DeviceIndex(types).decode(values)
+    """(ts, value, slot, new, pending); ``decode_seq`` also gives the seq column."""
+    ts, value, slot, _seq, new, pending = decode_seq(values, types)
+    return ts, value, slot, new, pending
+
+
+def decode_seq(values: list[bytes], types: list[str] = TYPES) -> tuple:
+    ts, value, slot, seq, new, pending = DeviceIndex(types).decode(values)
     return (
         np.frombuffer(ts, np.int64),
         np.frombuffer(value, np.float64),
         np.frombuffer(slot, np.int64),
+        np.frombuffer(seq, np.int64),
         new,
         pending,
     )
@@ -73,13 +83,14 @@ def msgspec_verdict(value: bytes) -> Reading | None:
 @given(st.lists(readings, min_size=1, max_size=20))
 def test_what_the_fast_path_accepts_it_reads_as_msgspec_does(batch: list[Reading]) -> None:
     values = [encode(r) for r in batch]
-    ts, value, slot, new, pending = decode(values)
+    ts, value, slot, seq, new, pending = decode_seq(values)
     first_row: dict[str, int] = {}
     for i, r in enumerate(batch):
         if i in pending:
             assert slot[i] == -1
             continue
         assert (ts[i], value[i]) == (r.ts, r.value)
+        assert seq[i] == (-1 if r.seq is None else r.seq)
         first_row.setdefault(r.device_id, i)
         assert slot[i] == list(first_row).index(r.device_id)
     # each device is announced once, at its first row, with that row's type and site
@@ -92,12 +103,12 @@ def test_what_the_fast_path_accepts_it_reads_as_msgspec_does(batch: list[Reading
 @given(
     st.builds(
         Reading,
-        device_id=plain_text,
+        device_id=valid_id,
         sensor_type=st.sampled_from(TYPES),
-        site=plain_text,
+        site=valid_id,
         ts=st.integers(0, 2**53),
         value=st.floats(allow_nan=False, allow_infinity=False),
-        seq=st.one_of(st.none(), st.integers(0, 10**17)),
+        seq=st.one_of(st.none(), st.integers(0, MAX_SEQ)),
         unit=st.one_of(st.none(), plain_text),
         ingest_ts=st.one_of(st.none(), st.integers(0, 2**53)),
     )
@@ -185,8 +196,8 @@ def test_a_known_device_keeps_its_slot_and_type_whatever_a_reading_says() -> Non
     index = DeviceIndex(TYPES)
     first = encode(Reading(device_id="a", sensor_type="gas", ts=NOW_MS, value=1.0))
     other = encode(Reading(device_id="a", sensor_type="humidity", ts=NOW_MS + 1, value=2.0))
-    assert index.decode([first])[3] == [(0, "a", TYPES.index("gas"), "default")]
-    _, _, slot, new, pending = index.decode([other])
+    assert index.decode([first])[4] == [(0, "a", TYPES.index("gas"), "default")]
+    _, _, slot, _, new, pending = index.decode([other])
     assert (np.frombuffer(slot, np.int64).tolist(), new, pending) == ([0], [], [])
 
 
@@ -258,8 +269,9 @@ def test_late_readings_come_back_whole() -> None:
     state = PartitionState(CATALOGUE, FlowConfig(windows_ms=(10_000,), allowed_lateness_ms=0))
     now = Reading(device_id="a", sensor_type="gas", site="s", ts=NOW_MS + 60_000, value=1.0, seq=1)
     late = Reading(device_id="b", sensor_type="gas", site="t", ts=NOW_MS, value=2.0, seq=7)
-    state.on_values([encode(now)], now=0.0)
-    assert state.on_values([b"junk", encode(late)], now=0.0).late == [late]
+    wall = (NOW_MS + 60_000) / 1000
+    state.on_values([encode(now)], now=wall)
+    assert state.on_values([b"junk", encode(late)], now=wall).late == [late]
 
 
 @settings(max_examples=200, deadline=None)

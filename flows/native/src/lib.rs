@@ -17,14 +17,17 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 mod scan;
+mod seen;
 
 /// A device first seen in a batch: (batch index, device id, sensor type index, site).
 type NewDevice = (usize, String, usize, String);
 
-/// Columns of one decoded batch: ts (int64), value (float64), slot (int64)
-/// as native-endian bytes for `numpy.frombuffer`, the devices seen for the
-/// first time, and the indexes of values left to the Python decoder.
+/// Columns of one decoded batch: ts (int64), value (float64), slot (int64),
+/// seq (int64, -1 if none) as native-endian bytes for `numpy.frombuffer`,
+/// the devices seen for the first time, and the indexes of values left to
+/// the Python decoder.
 type Columns<'py> = (
+    Bound<'py, PyBytes>,
     Bound<'py, PyBytes>,
     Bound<'py, PyBytes>,
     Bound<'py, PyBytes>,
@@ -108,6 +111,7 @@ impl DeviceIndex {
         let mut ts: Vec<u8> = Vec::with_capacity(n * 8);
         let mut vals: Vec<u8> = Vec::with_capacity(n * 8);
         let mut slots: Vec<u8> = Vec::with_capacity(n * 8);
+        let mut seqs: Vec<u8> = Vec::with_capacity(n * 8);
         let mut new: Vec<NewDevice> = Vec::new();
         let mut fallback: Vec<usize> = Vec::new();
         for (i, item) in values.iter().enumerate() {
@@ -125,20 +129,22 @@ impl DeviceIndex {
                         slot
                     }
                 };
-                Some((r.ts, r.value, slot))
+                Some((r.ts, r.value, slot, r.seq))
             });
-            let (t, v, s) = row.unwrap_or_else(|| {
+            let (t, v, s, q) = row.unwrap_or_else(|| {
                 fallback.push(i);
-                (0, 0.0, -1)
+                (0, 0.0, -1, -1)
             });
             ts.extend_from_slice(&t.to_ne_bytes());
             vals.extend_from_slice(&v.to_ne_bytes());
             slots.extend_from_slice(&s.to_ne_bytes());
+            seqs.extend_from_slice(&q.to_ne_bytes());
         }
         (
             PyBytes::new(py, &ts),
             PyBytes::new(py, &vals),
             PyBytes::new(py, &slots),
+            PyBytes::new(py, &seqs),
             new,
             fallback,
         )
@@ -209,9 +215,63 @@ impl KeyIndex {
     }
 }
 
+/// The readings each device slot has already counted (see `seen.rs`),
+/// asked a whole batch at a time; pickled through `to_bytes`/`from_bytes`.
+#[pyclass(module = "flows._native")]
+#[derive(Default)]
+pub struct SeenIndex {
+    seen: seen::Seen,
+}
+
+#[pymethods]
+impl SeenIndex {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    #[classattr]
+    const SEQ_WINDOW: i64 = seen::SEQ_WINDOW;
+    #[classattr]
+    const TS_RING: usize = seen::TS_RING;
+
+    /// 1 for each reading counted before (records the others), as uint8
+    /// bytes; `seq` -1 means the reading has none and `ts` decides.
+    fn duplicates<'py>(
+        &mut self,
+        py: Python<'py>,
+        slots: &Bound<'py, PyAny>,
+        seqs: &Bound<'py, PyAny>,
+        ts: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let (slots, seqs, ts) = (column(py, slots)?, column(py, seqs)?, column(py, ts)?);
+        if slots.len() != seqs.len() || slots.len() != ts.len() {
+            return Err(PyValueError::new_err("columns differ in length"));
+        }
+        let mut out = Vec::with_capacity(slots.len());
+        for ((slot, seq), t) in slots.into_iter().zip(seqs).zip(ts) {
+            let slot = usize::try_from(slot).map_err(|_| PyValueError::new_err("negative slot"))?;
+            out.push(u8::from(self.seen.seen(slot, seq, t)));
+        }
+        Ok(PyBytes::new(py, &out))
+    }
+
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.seen.to_bytes())
+    }
+
+    #[staticmethod]
+    fn from_bytes(data: &[u8]) -> PyResult<Self> {
+        seen::Seen::from_bytes(data)
+            .map(|seen| Self { seen })
+            .ok_or_else(|| PyValueError::new_err("not a SeenIndex snapshot"))
+    }
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DeviceIndex>()?;
+    m.add_class::<SeenIndex>()?;
     m.add_class::<KeyIndex>()?;
     Ok(())
 }

@@ -6,6 +6,14 @@
 //! numbers) is answered with `None` and the caller hands it to msgspec, which
 //! has the last word on what is a reading. So this only has to be right about
 //! what it accepts; tests/unit/test_native.py holds it to msgspec.
+//!
+//! Ids are held to the same full-match rules as `iotpipe/topics.py`
+//! (`[A-Za-z0-9_.:-]{1,64}`, types `[a-z0-9_]{1,64}`) and `seq` to
+//! `0..=2^53-1`; anything else goes to msgspec, which refuses it.
+
+/// The largest `seq` accepted (`iotpipe.topics.MAX_SEQ`).
+pub const MAX_SEQ: i64 = (1 << 53) - 1;
+const MAX_ID: usize = 64;
 
 /// The fields the flow needs from one reading, borrowed from the input.
 pub struct Fields<'a> {
@@ -14,6 +22,22 @@ pub struct Fields<'a> {
     pub site: &'a str,
     pub ts: i64,
     pub value: f64,
+    /// -1 when the reading has none.
+    pub seq: i64,
+}
+
+fn id_ok(id: &str) -> bool {
+    (1..=MAX_ID).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+fn type_ok(name: &str) -> bool {
+    (1..=MAX_ID).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 struct Cursor<'a> {
@@ -114,19 +138,20 @@ pub fn reading(buf: &[u8]) -> Option<Fields<'_>> {
     }
     let mut c = Cursor { buf, pos: 0 };
     c.lit(b"{\"device_id\":\"")?;
-    let device_id = c.string()?;
+    let device_id = c.string().filter(|id| id_ok(id))?;
     c.lit(b",\"sensor_type\":\"")?;
-    let sensor_type = c.string()?;
+    let sensor_type = c.string().filter(|name| type_ok(name))?;
     let site = match c.lit(b",\"site\":\"") {
-        Some(()) => c.string()?,
+        Some(()) => c.string().filter(|id| id_ok(id))?,
         None => "default",
     };
     c.lit(b",\"ts\":")?;
     let ts = c.int()?;
     c.lit(b",\"value\":")?;
     let value = c.float()?;
+    let mut seq = -1;
     if c.lit(b",\"seq\":").is_some() {
-        c.int()?;
+        seq = c.int().filter(|n| (0..=MAX_SEQ).contains(n))?;
     }
     if c.lit(b",\"unit\":\"").is_some() {
         c.string()?;
@@ -141,5 +166,6 @@ pub fn reading(buf: &[u8]) -> Option<Fields<'_>> {
         site,
         ts,
         value,
+        seq,
     })
 }
