@@ -4,12 +4,24 @@ For each MQTT message the ingester decodes every reading, produces the valid
 ones to ``readings.<type>`` (key: device id) and one dead-letter record for
 whatever was refused, and acknowledges the MQTT message when Kafka has
 confirmed all of those writes. Kill it at any moment: unacknowledged messages
-are redelivered by the broker (at-least-once; duplicates are possible, loss is not).
+are redelivered by the broker (at-least-once; duplicates are possible, loss is not;
+the flow drops the duplicates).
+
+No message can stop the loop: whatever one message raises is caught, and the
+message is dead-lettered (``internal_error``) and acknowledged. A dead letter
+too big for Kafka keeps the payload's start, its size and its SHA-256. A
+message redelivered ``poison_after`` times without being acknowledged (it
+killed the process each time) is dead-lettered as ``poison``. A message the
+broker sends from its retained store (retain flag set: a replay of an old
+publish on subscribe) is dead-lettered as ``retained``, never forwarded: live
+publishes, retained or not, reach us with the flag clear and are forwarded
+once; with MQTT v5 the broker is asked not to send retained messages at all.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import threading
 import time
@@ -20,6 +32,7 @@ from confluent_kafka import KafkaError, Message
 
 from ingest.kafka import DeliveryCallback, KafkaWriter, producer_config
 from ingest.mqtt import MqttSession
+from ingest.redelivery import RedeliveryLog, message_key
 from ingest.stats import IngestStats
 from iotpipe.catalogue import Catalogue
 from iotpipe.codec import ReadingDecoder, Reason, Rejection, encode
@@ -29,6 +42,7 @@ from iotpipe.topics import KafkaTopics, TopicError, parse_mqtt_reading_topic
 
 log = logging.getLogger(__name__)
 _KAFKA_REJECTED = "kafka_rejected"
+_TRUNCATED_KEEP = 4096  # characters of an oversized payload kept in its dead letter
 
 
 @dataclass(slots=True)
@@ -39,6 +53,7 @@ class _Pending:
     qos: int
     remaining: int
     received: float
+    redelivery: str | None = None  # RedeliveryLog key of a redelivered message
 
 
 class Ingester:
@@ -55,6 +70,11 @@ class Ingester:
         self._acks: list[int] = []  # QoS 1 mids released by Kafka, sent after each poll
         self._writer = KafkaWriter(
             producer_config(settings.kafka, settings.ingest), after_poll=self._flush_acks
+        )
+        self._dead_letter_max = settings.ingest.dead_letter_max_bytes
+        self._redeliveries = RedeliveryLog(
+            settings.core.state_dir / f"ingest-{settings.ingest.instance}.redeliveries",
+            settings.ingest.poison_after,
         )
         self._mqtt = MqttSession(settings.mqtt, settings.ingest, self._on_message)
 
@@ -79,6 +99,7 @@ class Ingester:
             time.sleep(0.01)  # the last delivery callbacks are acking
         self._mqtt.stop()
         self._writer.close()
+        self._redeliveries.close()
         return drained and self.stats.inflight == 0
 
     # --- hot path: runs on paho's network thread -------------------------------
@@ -102,14 +123,64 @@ class Ingester:
             self._wait_for_room()
         received = time.time()
         stats.messages += 1
+        redelivery = None
+        if message.dup and message.qos:
+            redelivery = message_key(message._topic, bytes(message.payload))
+            if self._redeliveries.attempt(redelivery) >= self._redeliveries.limit:
+                detail = f"redelivered {self._redeliveries.limit} times without success"
+                self._refuse(message, Reason.POISON, detail, received, redelivery)
+                return
+        pending = self._track(message, received, redelivery)
+        try:
+            self._handle(message, received, pending)
+        except Exception as exc:  # one message must never stop the loop
+            if pending is not None and pending.remaining:
+                # Part of it was queued: leave it unacknowledged (redelivered, then judged again).
+                log.exception("message on %r failed after queuing writes", message._topic)
+                return
+            log.exception("message on %r could not be handled; dead-lettering it", message._topic)
+            detail = f"{type(exc).__name__}: {exc}"[:500]
+            self._refuse(message, Reason.INTERNAL_ERROR, detail, received, redelivery, pending)
+
+    def _track(
+        self, message: mqtt.MQTTMessage, received: float, redelivery: str | None
+    ) -> _Pending | None:
+        if not message.qos:
+            return None
+        self.stats.tracked += 1
+        return _Pending(message.mid, message.qos, 0, received, redelivery)
+
+    def _handle(self, message: mqtt.MQTTMessage, received: float, pending: _Pending | None) -> None:
+        if message.retain:
+            detail = "sent from the broker's retained store on subscribe, not a live publish"
+            self._dispatch(message, [], [Rejection(Reason.RETAINED, detail)], received, pending)
+            return
         try:
             context = parse_mqtt_reading_topic(message.topic)
         except (TopicError, UnicodeDecodeError) as exc:
-            self._dispatch(message, [], [Rejection(Reason.BAD_TOPIC, str(exc))], received)
+            rejection = Rejection(Reason.BAD_TOPIC, str(exc)[:500])
+            self._dispatch(message, [], [rejection], received, pending)
             return
         result = self._decoder.decode(message.payload, context)
-        stats.readings += len(result.readings)
-        self._dispatch(message, result.readings, result.rejections, received)
+        self.stats.readings += len(result.readings)
+        self._dispatch(message, result.readings, result.rejections, received, pending)
+
+    def _refuse(
+        self,
+        message: mqtt.MQTTMessage,
+        reason: Reason,
+        detail: str,
+        received: float,
+        redelivery: str | None,
+        pending: _Pending | None = None,
+    ) -> None:
+        """Dead-letter a whole message for a reason of the ingester's own; never raises."""
+        if pending is None:
+            pending = self._track(message, received, redelivery)
+        try:
+            self._dispatch(message, [], [Rejection(reason, detail)], received, pending)
+        except Exception:
+            log.exception("dead letter for %r not written; left unacknowledged", message._topic)
 
     def _dispatch(
         self,
@@ -117,31 +188,52 @@ class Ingester:
         readings: list[Reading],
         rejections: list[Rejection],
         received: float,
+        pending: _Pending | None,
     ) -> None:
-        writes = len(readings) + (1 if rejections else 0)
-        pending = None
-        if message.qos:
-            self.stats.tracked += 1
-            pending = _Pending(message.mid, message.qos, writes, received)
         ingest_ts = int(received * 1000)
         produce = self._writer.produce
+        values = []
         for reading in readings:
             reading.ingest_ts = ingest_ts
+            values.append((reading, encode(reading)))
+        letter = self._bounded(_dead_letter(message, rejections, ingest_ts)) if rejections else None
+        if pending is not None:
+            # Everything is encoded (what can fail has): count every write before
+            # queuing any, so no early delivery callback acknowledges the message.
+            pending.remaining = len(values) + (letter is not None)
+            if not pending.remaining:
+                self._release(pending, from_mqtt_thread=True)
+                return
+        for reading, value in values:
             produce(
                 self._readings_topic[reading.sensor_type],
-                encode(reading),
+                value,
                 reading.device_id.encode(),
                 self._callback(pending, reading.sensor_type),
             )
-        if rejections:
+        if letter is not None:
             for rej in rejections:
                 self.stats.dead_lettered[rej.reason] += 1
-            produce(
-                self.topics.dlq_ingest,
-                encode(_dead_letter(message, rejections, ingest_ts)),
-                None,
-                self._callback(pending, None),
-            )
+            produce(self.topics.dlq_ingest, letter, None, self._callback(pending, None))
+
+    def _bounded(self, letter: IngestDeadLetter) -> bytes:
+        """The dead letter as JSON, its payload cut (with size and hash) if it would not fit."""
+        value = encode(letter)
+        if len(value) <= self._dead_letter_max:
+            return value
+        raw = base64.b64decode(letter.payload) if letter.payload_encoding == "base64" else None
+        original = raw if raw is not None else letter.payload.encode("utf-8", "surrogatepass")
+        letter.payload_truncated = True
+        letter.payload_size = len(original)
+        letter.payload_sha256 = hashlib.sha256(original).hexdigest()
+        letter.payload = letter.payload[:_TRUNCATED_KEEP]
+        letter.rejections = letter.rejections[:100]
+        value = encode(letter)
+        if len(value) > self._dead_letter_max:  # pathological details: keep only the facts
+            letter.payload, letter.rejections = "", []
+            letter.detail = letter.detail[:500]
+            value = encode(letter)
+        return value
 
     def _callback(self, pending: _Pending | None, sensor_type: str | None) -> DeliveryCallback:
         stats = self.stats
@@ -157,14 +249,23 @@ class Ingester:
                 return
             pending.remaining -= 1
             if pending.remaining == 0:
-                stats.observe_latency(time.time() - pending.received)
-                stats.acked += 1  # before the ack, so inflight never overstates the window
-                if pending.qos == 1:
-                    self._acks.append(pending.mid)
-                else:
-                    self._mqtt.ack(pending.mid, pending.qos)
+                self._release(pending)
 
         return delivered
+
+    def _release(self, pending: _Pending, from_mqtt_thread: bool = False) -> None:
+        """Every write of the message is confirmed: acknowledge it.
+
+        QoS 1 acks are batched by the delivery thread; any other caller sends its own.
+        """
+        self.stats.observe_latency(time.time() - pending.received)
+        self.stats.acked += 1  # before the ack, so inflight never overstates the window
+        if pending.redelivery is not None:
+            self._redeliveries.done(pending.redelivery)
+        if pending.qos == 1 and not from_mqtt_thread:
+            self._acks.append(pending.mid)
+        else:
+            self._mqtt.ack(pending.mid, pending.qos)
 
     def _flush_acks(self) -> None:
         """Runs on the delivery thread after each poll that delivered something."""
@@ -194,7 +295,7 @@ class Ingester:
             received_at=int(time.time() * 1000),
         )
         self._writer.produce(
-            self.topics.dlq_ingest, encode(record), None, self._callback(pending, None)
+            self.topics.dlq_ingest, self._bounded(record), None, self._callback(pending, None)
         )
 
 

@@ -12,6 +12,12 @@
   delivered to us at QoS 1 (paho would otherwise complete the QoS 2 handshake
   before we have written to Kafka).
 - Reconnects by itself with backoff, and re-subscribes on every connect.
+- Retained messages: with MQTT v5 we subscribe with Retain Handling 2, so the
+  broker never replays its retained store to us on (re)subscribe; with 3.1.1
+  it does, flagged retain, and the ingester dead-letters them (``retained``).
+- Exceptions from our callback are contained by the ingester; paho's own
+  ``suppress_exceptions`` is on as well, and ``alive()`` tells the process
+  when the network thread has died anyway, so it can exit for a restart.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from iotpipe.errors import ConnectorError
 from iotpipe.settings import IngestSettings, MqttSettings
@@ -87,6 +94,7 @@ class MqttSession:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.suppress_exceptions = True
         self._client.reconnect_delay_set(min_delay=1, max_delay=ingest.reconnect_max_s)
 
     def start(self, timeout: float = 30.0) -> None:
@@ -134,6 +142,11 @@ class MqttSession:
         data = b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids])
         queue(0x40, data, mids[-1], 1)
 
+    def alive(self) -> bool:
+        """False once paho's network thread has ended (it does not restart by itself)."""
+        thread = getattr(self._client, "_thread", None)
+        return thread is not None and thread.is_alive()
+
     def stop(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
@@ -147,7 +160,11 @@ class MqttSession:
         self.connects += 1
         # Subscribe on every connect: harmless with a resumed session, and
         # required if the broker lost it (restart without persistence).
-        client.subscribe([(topic, 1) for topic in self.subscriptions])
+        if self._v5:
+            options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+            client.subscribe([(topic, options) for topic in self.subscriptions])
+        else:
+            client.subscribe([(topic, 1) for topic in self.subscriptions])
         log.info("MQTT connected as %s, subscribing to %s", self.client_id, self.subscription)
 
     def _on_subscribe(

@@ -13,11 +13,13 @@ from prometheus_client import CollectorRegistry, start_http_server
 from ingest.ingester import Ingester
 from ingest.stats import IngestStats, StatsCollector
 from iotpipe.catalogue import load_catalogue
+from iotpipe.errors import ConnectorError
 from iotpipe.kafka_admin import ensure_topics
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
 
 log = logging.getLogger("iotpipe.ingest")
+LIVENESS_CHECK_S = 0.5
 
 
 def summary_line(stats: IngestStats, previous: IngestStats | None, seconds: float) -> str:
@@ -33,8 +35,16 @@ def summary_line(stats: IngestStats, previous: IngestStats | None, seconds: floa
     )
 
 
+class LoopDiedError(ConnectorError):
+    """The MQTT network thread ended: the process must exit non-zero to be restarted."""
+
+
 def run_ingester(settings: Settings, stop: threading.Event | None = None) -> IngestStats:
-    """Run until SIGINT/SIGTERM (or ``stop`` is set); returns the final counts."""
+    """Run until SIGINT/SIGTERM (or ``stop`` is set); returns the final counts.
+
+    Raises ``LoopDiedError`` if the MQTT network loop dies: a process that
+    stays up without reading anything would look healthy and ingest nothing.
+    """
     stop = stop or threading.Event()
     catalogue = load_catalogue(settings.core.sensors_file)
     topics = KafkaTopics(settings.kafka.topic_prefix)
@@ -65,8 +75,15 @@ def run_ingester(settings: Settings, stop: threading.Event | None = None) -> Ing
     interval = settings.ingest.log_interval_s or 3600.0
     previous: IngestStats | None = None
     last = time.monotonic()
-    while not stop.wait(interval):
+    while not stop.wait(LIVENESS_CHECK_S):
+        if not ingester.session.alive():
+            ingester.stats.loop_alive = False
+            log.error("the MQTT network loop has died; exiting so a supervisor restarts us")
+            ingester.stop(timeout=5.0)
+            raise LoopDiedError("MQTT network loop died; restart the ingester", retryable=True)
         now = time.monotonic()
+        if now - last < interval:
+            continue
         if settings.ingest.log_interval_s:
             log.info(summary_line(ingester.stats, previous, now - last))
         previous, last = _snapshot(ingester.stats), now

@@ -38,6 +38,7 @@ class IngestStats:
     dead_lettered: Counter[str] = field(default_factory=Counter)  # by reason
     acked: int = 0
     delivery_errors: int = 0
+    loop_alive: bool = True  # False once the MQTT network loop has died (the process exits)
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
     latency_sum: float = 0.0
 
@@ -58,6 +59,7 @@ class IngestStats:
             "acked": self.acked,
             "inflight": self.inflight,
             "delivery_errors": self.delivery_errors,
+            "loop_alive": self.loop_alive,
         }
 
 
@@ -92,6 +94,11 @@ class StatsCollector(Collector):
         )
         yield GaugeMetricFamily(
             "iotpipe_ingest_inflight", "MQTT messages awaiting Kafka confirmation", value=s.inflight
+        )
+        yield GaugeMetricFamily(
+            "iotpipe_ingest_loop_alive",
+            "1 while the MQTT network loop runs; 0 means the process is exiting",
+            value=1 if s.loop_alive else 0,
         )
         yield CounterMetricFamily(
             "iotpipe_ingest_kafka_delivery_errors",

@@ -58,6 +58,10 @@ class Reason(StrEnum):
     TOPIC_MISMATCH = "topic_mismatch"
     BAD_TOPIC = "bad_topic"
     BAD_UNIT = "bad_unit"
+    # The ingester's own, about a whole MQTT message:
+    RETAINED = "retained"  # from the broker's retained store, a replay (see ingest/ingester.py)
+    POISON = "poison"  # redelivered again and again without ever being acknowledged
+    INTERNAL_ERROR = "internal_error"  # handling it raised; a bug, kept for replay
 
 
 @dataclass(frozen=True, slots=True)

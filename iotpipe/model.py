@@ -100,7 +100,9 @@ class ItemRejection(msgspec.Struct, kw_only=True, omit_defaults=True):
 class IngestDeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One MQTT message the ingester refused, wholly or in part.
 
-    ``reason``/``detail`` repeat the first rejection for quick filtering;
+    ``reason``/``detail`` repeat the first rejection for quick filtering
+    (reasons beyond ``codec.Reason``: ``retained``, ``poison``, ``internal_error``,
+    ``kafka_rejected``);
     ``rejections`` lists every refused item (``index`` into a JSON array), so a
     replay re-submits exactly those items and not the ones already accepted.
     """
@@ -112,6 +114,11 @@ class IngestDeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
     payload_encoding: Literal["text", "base64"] = "text"
     received_at: int
     rejections: list[ItemRejection] = msgspec.field(default_factory=list)
+    # Set when the payload was too large to keep whole in a Kafka record:
+    # ``payload`` then holds its start, and size + hash identify the original.
+    payload_truncated: bool = False
+    payload_size: int | None = None
+    payload_sha256: str | None = None
 
 
 def alert_id(device_id: str, sensor_type: str, detector: str, ts: int) -> str:

@@ -207,6 +207,18 @@ class IngestSettings(BaseSettings):
     metrics_port: int = Field(9108, ge=0, le=65_535, description="Prometheus endpoint; 0 = off.")
     log_interval_s: float = Field(10.0, ge=0, description="One-line summary period; 0 = off.")
     reconnect_max_s: int = Field(30, ge=1, description="Longest wait between MQTT reconnects.")
+    poison_after: int = Field(
+        3,
+        ge=1,
+        description="Redeliveries of one unacknowledged message tried before it is dead-lettered"
+        " as poison.",
+    )
+    dead_letter_max_bytes: int = Field(
+        512 * 1024,
+        ge=4096,
+        description="Largest dead-letter record; a bigger payload is kept truncated, with its"
+        " size and SHA-256 (keep below Kafka's message.max.bytes).",
+    )
 
 
 ALERT_TARGETS = ("mqtt", "webhook", "log")
