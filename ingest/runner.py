@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -39,7 +40,11 @@ class LoopDiedError(ConnectorError):
     """The MQTT network thread ended: the process must exit non-zero to be restarted."""
 
 
-def run_ingester(settings: Settings, stop: threading.Event | None = None) -> IngestStats:
+def run_ingester(
+    settings: Settings,
+    stop: threading.Event | None = None,
+    on_start: Callable[[Ingester], None] | None = None,
+) -> IngestStats:
     """Run until SIGINT/SIGTERM (or ``stop`` is set); returns the final counts.
 
     Raises ``LoopDiedError`` if the MQTT network loop dies: a process that
@@ -72,6 +77,8 @@ def run_ingester(settings: Settings, stop: threading.Event | None = None) -> Ing
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
     ingester.start()
+    if on_start is not None:
+        on_start(ingester)  # embedding code (and tests) get the running ingester
     interval = settings.ingest.log_interval_s or 3600.0
     previous: IngestStats | None = None
     last = time.monotonic()
