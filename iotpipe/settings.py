@@ -236,7 +236,7 @@ class SinkSettings(BaseSettings):
     gzip: bool = Field(True, description="Compress write requests.")
     gzip_level: int = Field(1, ge=1, le=9, description="1 is fastest; 9 saves little more.")
     retry_max_attempts: int = Field(
-        10,
+        0,
         ge=0,
         description=(
             "Attempts per batch on network errors, 5xx and 429 before it goes to dlq.sink;"
@@ -246,7 +246,10 @@ class SinkSettings(BaseSettings):
     retry_initial_s: float = Field(0.5, gt=0, description="First backoff; doubles, with jitter.")
     retry_max_s: float = Field(30.0, gt=0, description="Longest single backoff (and Retry-After).")
     dlq_timeout_s: float = Field(
-        60.0, gt=0, description="How long to wait for Kafka to confirm dead letters."
+        60.0,
+        gt=0,
+        description="At shutdown, how long to wait for Kafka to confirm dead letters (while"
+        " running they wait through any outage).",
     )
 
 

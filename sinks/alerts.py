@@ -20,15 +20,16 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import paho.mqtt.client as mqtt_client
 import urllib3
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from ingest.mqtt import build_client
@@ -36,8 +37,9 @@ from iotpipe.errors import ConfigError, ConnectorError
 from iotpipe.kafka_admin import broker_metadata
 from iotpipe.model import Alert
 from iotpipe.settings import AlertSettings, KafkaSettings, MqttSettings, Settings
-from iotpipe.topics import KafkaTopics, mqtt_alert_topic
+from iotpipe.topics import KafkaTopics, TopicError, mqtt_alert_topic
 from sinks.alert_policy import SIGNATURE_HEADER, AlertGate, Verdict, sign
+from sinks.confirmed import ConfirmedProducer
 from sinks.dead_letter import DeadLetterWriter, SinkDeadLetter, now_ms
 from sinks.influx import retry_after_s
 
@@ -57,35 +59,27 @@ def alert_json(alert: Alert) -> bytes:
     return _encoder.encode(msgspec.structs.asdict(alert))
 
 
+Undelivered = list[tuple[Alert, str]]  # an alert one output could not deliver, and why
+
+
 class KafkaAlertTarget:
-    """The system of record: every non-duplicate alert, keyed by device."""
+    """The system of record: every non-duplicate alert, keyed by device.
+
+    ``send`` waits through a Kafka outage (the flow waits with it); only an
+    alert Kafka refuses for good comes back, to be dead-lettered.
+    """
 
     def __init__(self, kafka: KafkaSettings, timeout_s: float) -> None:
         self.topic = KafkaTopics(kafka.topic_prefix).alerts
         self.timeout_s = timeout_s
-        config = {"enable.idempotence": True, "acks": "all", "linger.ms": 5}
-        self._producer = Producer({**config, **kafka.client_config()})
-        self._errors: list[str] = []
+        self._producer = ConfirmedProducer(kafka, self.topic)
 
-    def send(self, alerts: list[Alert]) -> None:
-        for alert in alerts:
-            self._producer.produce(
-                self.topic, alert_json(alert), alert.device_id.encode(), on_delivery=self._done
-            )
-        left = self._producer.flush(self.timeout_s)
-        if left or self._errors:
-            errors, self._errors = self._errors, []
-            raise ConnectorError(
-                f"alerts to {self.topic} not confirmed ({left} pending): {errors[:3]}",
-                retryable=True,
-            )
-
-    def _done(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self._errors.append(str(err))
+    def send(self, alerts: list[Alert]) -> Undelivered:
+        records = [(self.topic, alert_json(a), a.device_id.encode()) for a in alerts]
+        return [(alerts[i], error) for i, error in self._producer.send(records)]
 
     def close(self) -> None:
-        self._producer.flush(self.timeout_s)
+        self._producer.close(self.timeout_s)
 
 
 class MqttAlertTarget:
@@ -123,23 +117,32 @@ class MqttAlertTarget:
             self._acked.add(args[2])  # (client, userdata, mid, reason, properties)
             self._cond.notify_all()
 
-    def send(self, alerts: list[Alert]) -> None:
-        """Publish all, then wait for every PUBACK (paho resends after a reconnect)."""
-        mids = set()
+    def send(self, alerts: list[Alert]) -> Undelivered:
+        """Publish all, then wait for every PUBACK (paho resends after a reconnect).
+
+        Returns the alerts that could not be published or were not acknowledged
+        within the timeout; the caller dead-letters them, and the flow goes on.
+        """
+        failed: Undelivered = []
+        mids: dict[int, Alert] = {}
         for a in alerts:
-            info = self._client.publish(
-                mqtt_alert_topic(a.site, a.sensor_type, a.device_id), alert_json(a), qos=1
-            )
+            try:
+                topic = mqtt_alert_topic(a.site, a.sensor_type, a.device_id)
+                info = self._client.publish(topic, alert_json(a), qos=1)
+            except (TopicError, ValueError) as exc:
+                failed.append((a, f"not publishable on MQTT: {exc}"))
+                continue
             if info.rc not in (mqtt_client.MQTT_ERR_SUCCESS, mqtt_client.MQTT_ERR_NO_CONN):
-                raise ConnectorError(f"MQTT alert publish refused: rc={info.rc}", retryable=True)
-            mids.add(info.mid)
+                failed.append((a, f"MQTT publish refused: {mqtt_client.error_string(info.rc)}"))
+                continue
+            mids[info.mid] = a
         with self._cond:
-            done = self._cond.wait_for(lambda: mids <= self._acked, self.timeout_s)
-            self._acked -= mids
-        if not done:
-            raise ConnectorError(
-                f"MQTT alert publish: no PUBACK within {self.timeout_s:.0f}s", retryable=True
-            )
+            self._cond.wait_for(lambda: mids.keys() <= self._acked, self.timeout_s)
+            missing = mids.keys() - self._acked
+            self._acked -= mids.keys()
+        reason = f"no PUBACK within {self.timeout_s:.0f} s"
+        failed += [(mids[mid], reason) for mid in sorted(missing)]
+        return failed
 
     def close(self) -> None:
         self._client.disconnect()
@@ -229,6 +232,7 @@ class EmitterStats:
     to_webhook: int = 0
     to_log: int = 0
     webhook_failed: int = 0
+    undelivered: Counter[str] = field(default_factory=Counter)  # dead-lettered, by output
 
 
 class AlertEmitter:
@@ -290,14 +294,37 @@ class AlertEmitter:
             log_alert(alert)
         self.stats.to_log += len(notify["log"])
         if self.mqtt and notify["mqtt"]:
-            self.mqtt.send(notify["mqtt"])
-            self.stats.to_mqtt += len(notify["mqtt"])
+            failed = self.mqtt.send(notify["mqtt"])
+            self.stats.to_mqtt += len(notify["mqtt"]) - len(failed)
+            self._undelivered("mqtt", "not_delivered", failed, self.settings.mqtt.url)
         if self.webhook:
             for alert in notify["webhook"]:
                 self._post(self.webhook, alert)
         if record:
-            self.kafka.send(record)
-            self.stats.to_kafka += len(record)
+            failed = self.kafka.send(record)
+            self.stats.to_kafka += len(record) - len(failed)
+            self._undelivered("kafka", "rejected_by_server", failed, self.kafka.topic)
+
+    def _undelivered(self, sink: str, reason: str, failed: Undelivered, target: str) -> None:
+        """One output could not deliver these: dead-letter them for it; the others went on."""
+        if not failed:
+            return
+        self.stats.undelivered[sink] += len(failed)
+        log.error("%s could not deliver %d alerts: %s", sink, len(failed), failed[0][1])
+        letters = [
+            SinkDeadLetter(
+                sink=f"alerts-{sink}",
+                reason=reason,
+                error=error,
+                payload=alert_json(alert).decode(),
+                failed_at=now_ms(),
+                target=target,
+            )
+            for alert, error in failed
+        ]
+        if self._dead_letters is None:
+            raise ConnectorError(f"{sink}: {len(failed)} alerts undelivered: {failed[0][1]}")
+        self._dead_letters.send(letters)
 
     def _post(self, webhook: WebhookTarget, alert: Alert) -> None:
         try:

@@ -4,20 +4,22 @@ One record per point or alert, so each can be inspected and replayed on its
 own (a line-protocol ``payload`` can be POSTed back to InfluxDB as it is).
 Writes are confirmed by Kafka (idempotent producer, ``acks=all``) before
 ``send`` returns: a dead letter that is not stored would be a silent drop.
+While Kafka is away ``send`` waits (``sinks.confirmed``) rather than fail.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
-from confluent_kafka import KafkaError, Message, Producer
 
-from iotpipe.errors import ConnectorError
 from iotpipe.settings import KafkaSettings
 from iotpipe.topics import KafkaTopics
+from sinks.confirmed import ConfirmedProducer
+
+log = logging.getLogger(__name__)
 
 
 class SinkDeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -39,45 +41,28 @@ class DeadLetterWriter:
     """Produces ``SinkDeadLetter`` records to ``dlq.sink`` and counts them."""
 
     def __init__(self, kafka: KafkaSettings, *, timeout_s: float = 60.0) -> None:
-        config: dict[str, Any] = {
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            **kafka.client_config(),
-        }
         self.topic = KafkaTopics(kafka.topic_prefix).dlq_sink
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_s  # for close(); send waits as long as Kafka is away
         self.sent = 0
-        self._producer = Producer(config)
-        self._errors: list[str] = []
+        self.refused = 0  # dead letters Kafka refused for good (logged with the error)
+        self._producer = ConfirmedProducer(kafka, "dlq.sink", **{"compression.type": "lz4"})
 
     def send(self, letters: Sequence[SinkDeadLetter]) -> None:
-        """Write and wait for Kafka's confirmation; raises ``ConnectorError`` if it fails."""
-        for letter in letters:
-            while True:
-                try:
-                    self._producer.produce(
-                        self.topic, _encoder.encode(letter), on_delivery=self._on_delivery
-                    )
-                    break
-                except BufferError:
-                    self._producer.poll(0.1)
-        left = self._producer.flush(self.timeout_s)
-        if left or self._errors:
-            errors, self._errors = self._errors, []
-            raise ConnectorError(
-                f"dead letters to {self.topic} not confirmed ({left} pending): {errors[:3]}",
-                retryable=True,
+        """Write and wait for Kafka's confirmation (through any outage)."""
+        refused = self._producer.send([(self.topic, _encoder.encode(x), None) for x in letters])
+        for index, error in refused:
+            letter = letters[index]
+            log.error(
+                "Kafka refused a dead letter of %s (%s): %s",
+                letter.sink,
+                error,
+                letter.payload[:200],
             )
-        self.sent += len(letters)
-
-    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self._errors.append(str(err))
+        self.refused += len(refused)
+        self.sent += len(letters) - len(refused)
 
     def close(self) -> None:
-        self._producer.flush(self.timeout_s)
+        self._producer.close(self.timeout_s)
 
 
 def now_ms() -> int:
