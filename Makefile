@@ -15,7 +15,7 @@ help:
 	@echo "                       (DEVICES=, RATE=, DURATION= seconds, ANOMALY_RATE=)"
 	@echo "make status | down     health of the local stack | stop it"
 	@echo "make test              lint + unit + integration tests against the real servers"
-	@echo "make lint              ruff, mypy, and cargo fmt + clippy for flows/native"
+	@echo "make lint              ruff, mypy, and cargo fmt + clippy + unit tests for flows/native"
 	@echo "make bench | bench-quick  benchmark suite (full | under 3 min) into bench/results"
 
 setup: system venv services
@@ -58,6 +58,7 @@ lint: venv
 	$(BIN)/mypy
 	cargo fmt --manifest-path flows/native/Cargo.toml --check
 	cargo clippy --manifest-path flows/native/Cargo.toml --release --locked --quiet -- -D warnings
+	cargo test --manifest-path flows/native/Cargo.toml --release --locked --lib --quiet
 
 test-unit: venv
 	$(BIN)/pytest tests/unit

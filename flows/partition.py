@@ -10,10 +10,12 @@ The watermark (windows up to it are closed; readings behind it are late):
   newest reading, capped at wall time plus ``clock_ahead_ms``: one device
   with a clock ahead (or a few) cannot push it, so a skewed clock makes only
   that device's own readings late, never its neighbours'.
-- It moves on with wall time only while the source vouches that the
-  partition is caught up (``on_idle``), after ``idle_close_ms`` of that. A
-  flow held back by a sink that is down, or a Kafka broker that cannot be
-  reached, is not idle: its windows wait for the data instead of closing.
+- It moves on with wall time only while the source keeps vouching that the
+  partition is caught up (``on_idle``, about once a second), after
+  ``idle_close_ms`` of that without a gap longer than ``idle_gap_ms``. A flow
+  held back by a sink that is down, or a Kafka broker that cannot be reached,
+  gets no heartbeats: its windows wait for the data instead of closing, and
+  after the outage the idle clock starts again from zero.
 - It never goes back, so a window once closed is never reopened (a second,
   partial point would overwrite the first).
 """
@@ -55,6 +57,7 @@ class FlowConfig:
     allowed_lateness_ms: int = 5_000
     idle_close_ms: int = 10_000  # wall time caught up before the watermark moves on
     clock_ahead_ms: int = 2_000  # how far past wall time an event time may push the watermark
+    idle_gap_ms: int = 3_000  # a longer pause between heartbeats restarts the idle clock
     rollup: bool = True  # per-site, per-type roll-ups of the tumbling windows
     detectors: DetectorConfig = field(default_factory=DetectorConfig)
 
@@ -87,7 +90,8 @@ class PartitionState:
         self.seen = Seen()
         self.max_ts: int | None = None  # the event-time frontier (see the module doc)
         self.wall_at_max = 0.0
-        self.idle_at = 0.0  # wall time the source last vouched it was caught up
+        self.idle_at = 0.0  # wall time of the last heartbeat (or data)
+        self.idle_since = 0.0  # start of the current unbroken run of heartbeats
         self.closed_wm = NO_WATERMARK
         self.late_count = 0
         self.duplicates = 0
@@ -95,7 +99,8 @@ class PartitionState:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # Snapshots taken before de-duplication and the vouched idle clock existed.
-        vars(self).update({"idle_at": 0.0, "closed_wm": NO_WATERMARK, "duplicates": 0})
+        fresh = {"idle_at": 0.0, "idle_since": 0.0, "closed_wm": NO_WATERMARK, "duplicates": 0}
+        vars(self).update(fresh)
         vars(self).update(state)
         if "seen" not in state:
             self.seen = Seen()
@@ -105,7 +110,7 @@ class PartitionState:
         if self.max_ts is None:
             return self.closed_wm
         wm = self.max_ts - self.config.allowed_lateness_ms
-        idle_ms = (self.idle_at - self.wall_at_max) * 1000
+        idle_ms = (self.idle_at - self.idle_since) * 1000
         if idle_ms >= self.config.idle_close_ms:
             wm += int(idle_ms)
         return max(wm, self.closed_wm)
@@ -134,6 +139,7 @@ class PartitionState:
             return out
         self.readings += n
         wall = time.time() if now is None else now
+        self.idle_at = self.idle_since = wall  # data: not idle
         watermark = self.watermark()
         late_any = np.zeros(n, np.bool_)
         by_slot_time = by_slot_then_time(slots, ts)  # one sort for windows and detectors
@@ -157,7 +163,10 @@ class PartitionState:
 
     def on_idle(self, now: float | None = None) -> Output:
         """The source vouches the partition is caught up: the watermark may move on."""
-        self.idle_at = time.time() if now is None else now
+        wall = time.time() if now is None else now
+        if (wall - self.idle_at) * 1000 > self.config.idle_gap_ms:
+            self.idle_since = wall  # after a stall or an outage the idle clock starts over
+        self.idle_at = wall
         return self.on_tick()
 
     def _decode_pending(

@@ -9,13 +9,16 @@ the flow's consumer group: only so that consumer lag can be watched with the
 usual tools (`iotpipe status`, kafka-consumer-groups); resuming never reads them.
 
 An empty batch ``(partition_key, [])`` is a heartbeat: the partition is caught
-up with the broker's end of the log, asked of the broker itself. Only then may
-the flow let the watermark move on with wall time; a broker that cannot be
-reached sends no heartbeat, so an outage is never mistaken for silence.
+up with the broker's end of the log. librdkafka's statistics (once a second,
+no extra requests) say whether the partition's leader is up and fetching and
+where the log ends. Only while heartbeats keep coming may the flow let the
+watermark move on with wall time; a broker that cannot be reached sends none,
+so an outage is never mistaken for silence.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -42,8 +45,9 @@ COMMIT_INTERVAL_S = 1.0
 # consume(): Bytewax polls its partitions in turn, so one blocking empty
 # partition would hold up every busy one (24 of them once cost 1.2 s a round).
 IDLE_BACKOFF = timedelta(milliseconds=10)
-HEARTBEAT_S = 1.0  # how often an idle partition asks the broker whether it is caught up
-HEARTBEAT_TIMEOUT_S = 0.3
+HEARTBEAT_S = 1.0  # how often an idle partition says it is caught up
+STATS_INTERVAL_MS = 1000
+STATS_FRESH_S = 2.5  # older statistics vouch for nothing
 
 
 class _PartitionReader(StatefulSourcePartition[Batch, int]):
@@ -58,7 +62,10 @@ class _PartitionReader(StatefulSourcePartition[Batch, int]):
         self._awake: datetime | None = None
         self._batch_size = batch_size
         self._heartbeat_at = time.monotonic()
+        self._log_end: tuple[float, int] | None = None  # (when, end offset) with the leader up
+        self._offset_floor = 0  # the log's start, while we still read from the beginning
         self._eof = False
+        conf = {**conf, "statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": self._on_stats}
         self._consumer = Consumer(conf)
         self._consumer.assign([TopicPartition(topic, partition, offset)])
 
@@ -82,19 +89,34 @@ class _PartitionReader(StatefulSourcePartition[Batch, int]):
     def next_awake(self) -> datetime | None:
         return self._awake
 
-    def _heartbeat(self) -> list[Batch]:
-        """An empty batch if the broker says we have read all there is (at most once a second)."""
-        now = time.monotonic()
-        if now < self._heartbeat_at:
-            return []
-        self._heartbeat_at = now + HEARTBEAT_S
-        tp = TopicPartition(self._topic, self._partition)
+    def _on_stats(self, text: str) -> None:
+        """librdkafka's statistics (served by ``consume``): is the leader up, where is the end?"""
         try:
-            low, high = self._consumer.get_watermark_offsets(tp, timeout=HEARTBEAT_TIMEOUT_S)
-        except KafkaException:
-            return []  # broker away: not idle, just cut off
-        position = self._offset if self._offset >= 0 else low
-        return [(self._key, [])] if position >= high else []
+            stats = json.loads(text)
+            part = stats["topics"][self._topic]["partitions"][str(self._partition)]
+            leader = next(
+                b for b in stats["brokers"].values() if b.get("nodeid") == part.get("leader")
+            )
+        except (ValueError, KeyError, StopIteration, TypeError):
+            self._log_end = None
+            return
+        fetching = leader.get("state") == "UP" and part.get("fetch_state") == "active"
+        end = part.get("hi_offset", -1)
+        self._log_end = (time.monotonic(), end) if fetching and end >= 0 else None
+        if self._log_end and self._offset < 0:
+            self._offset_floor = part.get("lo_offset", 0)
+
+    def _heartbeat(self) -> list[Batch]:
+        """An empty batch if fresh statistics say we have read all there is (once a second)."""
+        now = time.monotonic()
+        if now < self._heartbeat_at or self._log_end is None:
+            return []
+        seen_at, end = self._log_end
+        if now - seen_at > STATS_FRESH_S:
+            return []  # no statistics lately: the client is stuck, not idle
+        self._heartbeat_at = now + HEARTBEAT_S
+        position = self._offset if self._offset >= 0 else self._offset_floor
+        return [(self._key, [])] if position >= end else []
 
     def _with_errors(self, msgs: list[Message]) -> list[Batch]:
         """The slow path: end-of-partition markers or broker errors in the batch."""

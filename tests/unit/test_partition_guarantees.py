@@ -99,11 +99,28 @@ def test_vouched_idleness_closes_windows_and_the_watermark_never_goes_back() -> 
     state = PartitionState(CATALOGUE, CONFIG)
     wall = T0 / 1000 + 2
     state.on_values([reading("a", T0 + 1_000)], now=wall)
-    assert state.on_idle(now=wall + 3).aggregates == []  # not idle long enough
-    out = state.on_idle(now=wall + 30)
-    assert counts(out.aggregates) == {("a", T0): (1, 1.0)}
+    closed = []
+    for second in range(1, 30):  # heartbeats once a second
+        closed += state.on_idle(now=wall + second).aggregates
+        if second == 4:
+            assert closed == []  # not idle long enough yet
+    assert counts(closed) == {("a", T0): (1, 1.0)}
     wm = state.watermark()
     # data resumes with an event time behind the idle-advanced watermark: late, not a new window
     out = state.on_values([reading("a", T0 + 2_000)], now=wall + 31)
     assert len(out.late) == 1 and out.aggregates == []
     assert state.watermark() >= wm
+
+
+def test_after_an_outage_the_idle_clock_starts_again() -> None:
+    """Heartbeats stopped for 60 s (Kafka away, a sink blocking): that was no idle time."""
+    state = PartitionState(CATALOGUE, CONFIG)
+    wall = T0 / 1000 + 2
+    state.on_values([reading("a", T0 + 1_000)], now=wall)
+    state.on_idle(now=wall + 1)
+    assert state.on_idle(now=wall + 61).aggregates == []
+    # the backlog written during the outage arrives now: on time, not late
+    out = state.on_values(
+        [reading("a", T0 + 1_000 + i * 1_000) for i in range(1, 9)], now=wall + 62
+    )
+    assert out.late == []
