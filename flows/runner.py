@@ -8,6 +8,8 @@ scaling and recovery behave exactly as Bytewax documents.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -47,6 +49,9 @@ def run_flow(
     """Build and run the flow until its input ends (``tail=False``) or it is stopped."""
     stats = FlowStats(settings.flow.priority)
     serve_metrics(settings, stats, process_id or 0)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (supervisors, Kubernetes) stops the flow as Ctrl-C does.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     flow = build_flow(settings, tail=tail, stats=stats)
     try:
         cli_main(  # type: ignore[no-untyped-call]  # bytewax.run is not annotated
@@ -61,9 +66,20 @@ def run_flow(
         # Ctrl-C / SIGINT is the normal way to stop a tailing flow (Bytewax reports
         # it as "signal received"); with recovery on it resumes from the last
         # snapshot, so a log line says so instead of a traceback.
-        if isinstance(exc, BytewaxRuntimeError) and "signal received" not in str(exc):
+        if isinstance(exc, BytewaxRuntimeError) and not _by_signal(exc):
             raise
         log.info("stopped by a signal after %d readings", stats.readings)
+
+
+def _by_signal(exc: BaseException) -> bool:
+    """Bytewax's own "signal received", or a Ctrl-C that landed inside one of our steps
+    (a sink waiting for Kafka, say), which Bytewax wraps as that step's error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt) or "signal received" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def metrics_port(settings: Settings, process_id: int = 0) -> int:

@@ -28,6 +28,7 @@ from iotpipe.model import Reading
 from iotpipe.settings import Settings
 from iotpipe.stack import Stack
 from iotpipe.topics import KafkaTopics
+from tests.integration.pipeline import topic_sizes
 
 CATALOGUE = load_catalogue()
 
@@ -230,3 +231,48 @@ def test_kill_9_and_resume_gives_the_uninterrupted_result(
     want = expected(readings)
     assert 0 < partial < len(want), "the kill did not land mid-stream"
     assert_matches(stored_aggregates(s), want)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_flow_busy_emitting_alerts_stops_at_once(
+    flow_settings: Settings, signum: int, tmp_path: Path
+) -> None:
+    """2,000 devices fall silent at once (a newer batch moves the watermark past them);
+    the flow is stopped while it is emitting their alerts, and exits cleanly."""
+    now = int(time.time() * 1000)
+    quiet = [
+        Reading(device_id=f"q{i}", sensor_type="gas", ts=now - 200_000, value=1.0)
+        for i in range(2000)
+    ]
+    # Three times as many devices on time: the watermark follows the median device.
+    fresh = [Reading(device_id=f"f{i}", sensor_type="gas", ts=now, value=1.0) for i in range(6000)]
+    produce(flow_settings, quiet)
+    produce(flow_settings, fresh)
+    s = flow_settings
+    env = {
+        **os.environ,
+        "IOTPIPE_KAFKA_TOPIC_PREFIX": s.kafka.topic_prefix,
+        "IOTPIPE_INFLUX_BUCKET": s.influx.bucket,
+        "IOTPIPE_FLOW_PRIORITY": "all",
+        "IOTPIPE_FLOW_METRICS_PORT": "0",
+    }
+    argv = [sys.executable, "-m", "iotpipe", "flow", "run"]
+    log = tmp_path / "flow.log"  # a file, not a pipe: 2,000 alert log lines would fill a pipe
+    proc = subprocess.Popen(argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    alerts = KafkaTopics(s.kafka.topic_prefix).alerts
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if topic_sizes(s.kafka, [alerts])[alerts] > 0:
+            break
+        time.sleep(0.2)
+    if not topic_sizes(s.kafka, [alerts])[alerts]:
+        proc.kill()
+        raise AssertionError(f"no alerts came:\n{log.read_text()[-3000:]}")
+    stopped = time.monotonic()
+    proc.send_signal(signum)
+    proc.wait(timeout=30)
+    took = time.monotonic() - stopped
+    out = log.read_text()
+    assert proc.returncode == 0, out[-3000:]
+    assert "stopped by a signal" in out
+    assert took < 10, f"took {took:.1f} s to stop"
