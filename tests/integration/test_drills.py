@@ -240,3 +240,44 @@ def test_drill_loses_nothing_and_changes_no_result(
         if stack.services[name].status().state == "external":
             pytest.skip(f"{name} is not ours to stop")
     run_drill(pipeline, stack, DRILLS[drill])
+
+
+def test_skewed_clocks_make_only_their_own_readings_late(pipeline: Pipeline) -> None:
+    """The simulator's clock-skew fault: 10% of devices up to 120 s off, either way."""
+    s = pipeline.settings
+    pipeline.start("ingest")
+    pipeline.start("flow")
+    time.sleep(3)
+    sim = subprocess.run(
+        [sys.executable, "-m", "iotpipe", "simulate", "-n", "200", "--types", "temperature",
+         "--interval", "1", "--duration", "25", "--fault-skew", "0.1", "--skew-max", "120",
+         "--seed", "5", "--qos", "1", "--quiet", "--site-prefix", f"k{s.kafka.topic_prefix[:-1]}"],
+        env=pipeline.env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert sim.returncode == 0, sim.stdout[-2000:] + sim.stderr[-2000:]
+    topics = KafkaTopics(s.kafka.topic_prefix)
+    readings_topic = topics.readings("temperature")
+    time.sleep(8)  # the ingester forwards the rest; the flow goes idle and closes windows
+    got = read_topics(
+        s.kafka, [readings_topic], topic_sizes(s.kafka, [readings_topic])[readings_topic]
+    )
+    offsets: dict[str, list[int]] = {}
+    for _k, v in got[readings_topic]:
+        r = json.loads(v)
+        offsets.setdefault(r["device_id"], []).append(r["ingest_ts"] - r["ts"])
+    # a device's clock offset: how far its event times sit behind (+) or ahead (-) of arrival
+    offset = {d: sorted(o)[len(o) // 2] for d, o in offsets.items()}
+    behind = {d for d, o in offset.items() if o > 3_000}
+    ahead = {d for d, o in offset.items() if o < -3_000}
+    assert behind and ahead, "the seed gave no skewed devices both ways"
+    late = read_topics(s.kafka, [topics.late], topic_sizes(s.kafka, [topics.late])[topics.late])
+    late_devices = {json.loads(v)["device_id"] for _k, v in late[topics.late]}
+    assert late_devices <= behind, f"on-time devices made late: {sorted(late_devices - behind)[:5]}"
+    stored = stored_aggregates(s)
+    counted = {d: 0 for d in offset}
+    for (device, _start), row in stored.items():
+        counted[device] += int(row["count"])
+    # Every reading of every on-time device is aggregated. (A device ahead is not late
+    # either: its windows close when wall time reaches its clock.)
+    for device in set(offset) - behind - ahead:
+        assert counted[device] == len(offsets[device]), device
