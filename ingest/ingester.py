@@ -10,8 +10,8 @@ the flow drops the duplicates).
 No message can stop the loop: whatever one message raises is caught, and the
 message is dead-lettered (``internal_error``) and acknowledged. A dead letter
 too big for Kafka keeps the payload's start, its size and its SHA-256. A
-message redelivered ``poison_after`` times without being acknowledged (it
-killed the process each time) is dead-lettered as ``poison``. A message the
+redelivered message that has killed ``poison_after`` ingester processes while
+they handled it (``ingest/redelivery.py``) is dead-lettered as ``poison``. A message the
 broker sends from its retained store (retain flag set: a replay of an old
 publish on subscribe) is dead-lettered as ``retained``, never forwarded: live
 publishes, retained or not, reach us with the flag clear and are forwarded
@@ -126,10 +126,12 @@ class Ingester:
         redelivery = None
         if message.dup and message.qos:
             redelivery = message_key(message._topic, bytes(message.payload))
-            if self._redeliveries.attempt(redelivery) >= self._redeliveries.limit:
-                detail = f"redelivered {self._redeliveries.limit} times without success"
+            deaths = self._redeliveries.deaths(redelivery)
+            if deaths >= self._redeliveries.limit:
+                detail = f"{deaths} ingester processes died handling it"
                 self._refuse(message, Reason.POISON, detail, received, redelivery)
                 return
+            self._redeliveries.attempt(redelivery)
         pending = self._track(message, received, redelivery)
         try:
             self._handle(message, received, pending)
@@ -137,10 +139,12 @@ class Ingester:
             if pending is not None and pending.remaining:
                 # Part of it was queued: leave it unacknowledged (redelivered, then judged again).
                 log.exception("message on %r failed after queuing writes", message._topic)
-                return
-            log.exception("message on %r could not be handled; dead-lettering it", message._topic)
-            detail = f"{type(exc).__name__}: {exc}"[:500]
-            self._refuse(message, Reason.INTERNAL_ERROR, detail, received, redelivery, pending)
+            else:
+                log.exception("message on %r could not be handled; dead-lettering", message._topic)
+                detail = f"{type(exc).__name__}: {exc}"[:500]
+                self._refuse(message, Reason.INTERNAL_ERROR, detail, received, redelivery, pending)
+        if redelivery is not None:
+            self._redeliveries.survived(redelivery)
 
     def _track(
         self, message: mqtt.MQTTMessage, received: float, redelivery: str | None

@@ -7,10 +7,13 @@ to the next ingester, which dies the same way: a crash loop that only
 deleting the persistent session (and everything queued in it) would end.
 
 So every redelivered message (MQTT DUP flag) is noted in a small append-only
-file before it is handled, and noted again when it is acknowledged. A message
-that has already been tried ``limit`` times without being acknowledged is
-dead-lettered as ``poison`` instead of tried again. First deliveries cost
-nothing here: only redeliveries touch the file.
+file before it is handled (``+``), again once handling returned (``~``) and
+when it is acknowledged (``-``). A ``+`` without its ``~`` is a process that
+died handling that message. One that has killed ``limit`` processes is
+dead-lettered as ``poison`` instead of tried again. A message merely waiting
+for Kafka (an outage, reconnects, restarts meanwhile) never counts: it did not
+kill anything. First deliveries cost nothing here: only redeliveries touch
+the file.
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ class RedeliveryLog:
             sign, key = line[:1], line[1:]
             if sign == "+":
                 self._tries[key] += 1
+            elif sign == "~":
+                self._tries[key] -= 1
+                if self._tries[key] <= 0:
+                    del self._tries[key]
             elif sign == "-":
                 self._tries.pop(key, None)
 
@@ -63,14 +70,22 @@ class RedeliveryLog:
         tmp.write_text("".join(f"+{k}\n" * n for k, n in self._tries.items()), encoding="ascii")
         os.replace(tmp, self.path)
 
-    def attempt(self, key: str) -> int:
-        """Note one more try of a redelivered message; returns the tries before this one."""
+    def deaths(self, key: str) -> int:
+        """How many processes died handling this message."""
         with self._lock:
-            before = self._tries[key]
-            self._tries[key] += 1
+            return self._tries.get(key, 0)
+
+    def attempt(self, key: str) -> None:
+        """About to handle a redelivered message: if we die now, it counts."""
+        with self._lock:
             self._file.write(f"+{key}\n")
             self._file.flush()  # in the OS's hands: survives the process dying
-            return before
+
+    def survived(self, key: str) -> None:
+        """Handling returned (whatever Kafka does next, this try killed nothing)."""
+        with self._lock:
+            self._file.write(f"~{key}\n")
+            self._file.flush()
 
     def done(self, key: str) -> None:
         """The message was acknowledged (forwarded or dead-lettered)."""

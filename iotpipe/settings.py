@@ -210,8 +210,8 @@ class IngestSettings(BaseSettings):
     poison_after: int = Field(
         3,
         ge=1,
-        description="Redeliveries of one unacknowledged message tried before it is dead-lettered"
-        " as poison.",
+        description="Ingester processes one redelivered message may kill (dying while handling"
+        " it) before it is dead-lettered as poison.",
     )
     dead_letter_max_bytes: int = Field(
         512 * 1024,

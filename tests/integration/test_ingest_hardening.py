@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import pytest
 
 from ingest.ingester import Ingester
+from ingest.redelivery import message_key
 from ingest.runner import LoopDiedError, run_ingester
 from iotpipe.catalogue import load_catalogue
 from iotpipe.kafka_admin import delete_topics, ensure_topics
@@ -154,24 +155,27 @@ def test_retained_publishes_are_forwarded_once_never_replayed(
     assert [d["reason"] for d in dead_letters(s, 1)] == ["retained"]
 
 
-def test_a_message_that_keeps_coming_back_is_dead_lettered_as_poison(
+def test_a_message_that_keeps_killing_the_ingester_is_dead_lettered_as_poison(
     pipeline: Callable[..., Settings], unique: str
 ) -> None:
-    """Each time the message is in flight its ingester goes away unacknowledged (here:
-    Kafka unreachable, then stopped); the broker redelivers it, flagged DUP."""
-    s = pipeline(poison_after=1)
+    """The broker redelivers (DUP) a message that killed two ingesters while they handled
+    it (their deaths are in the redelivery log, as a crash leaves it); the third
+    ingester dead-letters it as poison instead of dying too."""
+    s = pipeline(poison_after=2)
     cut_off = s.model_copy(
         update={"kafka": s.kafka.model_copy(update={"bootstrap_servers": "127.0.0.1:1"})}
     )
     dev = f"dev-{unique}"
+    topic, payload = f"sensors/s/temperature/{dev}", reading(dev, 1)
     pub = Publisher(s.mqtt, f"pub-{unique}")
-    for attempt in range(2):  # first delivery, then one redelivery: poison_after=1 is spent
-        with running(cut_off) as ingester:
-            if attempt == 0:
-                pub.publish(f"sensors/s/temperature/{dev}", reading(dev, 1))
-                pub.wait_all()
-            wait_for(lambda: ingester.stats.messages == 1, what="the message in flight")
-            assert ingester.stats.acked == 0
+    with running(cut_off) as ingester:  # handles it, cannot write it: left unacknowledged
+        pub.publish(topic, payload)
+        pub.wait_all()
+        wait_for(lambda: ingester.stats.messages == 1, what="the message in flight")
+    log = s.core.state_dir / f"ingest-{s.ingest.instance}.redeliveries"
+    key = message_key(topic.encode(), payload)
+    with log.open("a") as f:
+        f.write(f"+{key}\n+{key}\n")  # two processes died inside the handler
     with running(s) as ingester:
         wait_for(lambda: ingester.stats.acked == 1, what="the poison dead-lettered")
         assert ingester.stats.dead_lettered["poison"] == 1
@@ -180,6 +184,29 @@ def test_a_message_that_keeps_coming_back_is_dead_lettered_as_poison(
     assert [d["reason"] for d in letters] == ["poison"]
     assert json.loads(letters[0]["payload"])["seq"] == 1
     assert readings_of(s, 1, timeout=3) == []
+
+
+def test_a_message_that_only_waited_for_kafka_is_never_poison(
+    pipeline: Callable[..., Settings], unique: str
+) -> None:
+    """Redelivered to three ingesters that could not reach Kafka: it killed none of them,
+    so it is forwarded when Kafka is back."""
+    s = pipeline(poison_after=1)
+    cut_off = s.model_copy(
+        update={"kafka": s.kafka.model_copy(update={"bootstrap_servers": "127.0.0.1:1"})}
+    )
+    dev = f"dev-{unique}"
+    pub = Publisher(s.mqtt, f"pub-{unique}")
+    for attempt in range(3):
+        with running(cut_off) as ingester:
+            if attempt == 0:
+                pub.publish(f"sensors/s/temperature/{dev}", reading(dev, 1))
+                pub.wait_all()
+            wait_for(lambda: ingester.stats.messages == 1, what="the message in flight")
+    with running(s) as ingester:
+        wait_for(lambda: ingester.stats.acked == 1, what="the reading forwarded")
+    pub.close()
+    assert [r["seq"] for r in readings_of(s, 1)] == [1]
 
 
 def test_a_dead_network_loop_ends_the_run_with_an_error(
