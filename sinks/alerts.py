@@ -265,7 +265,11 @@ class AlertEmitter:
 
     def start(self) -> None:
         """Check the alerts topic exists; seed de-duplication from it."""
+        deadline = time.monotonic() + 10  # a topic just created may take a moment to show
         topics = broker_metadata(self.settings.kafka)
+        while self.kafka.topic not in topics and time.monotonic() < deadline:
+            time.sleep(0.5)
+            topics = broker_metadata(self.settings.kafka)
         if self.kafka.topic not in topics:
             raise ConfigError(
                 f"Kafka topic {self.kafka.topic!r} does not exist; run `iotpipe topics create`"

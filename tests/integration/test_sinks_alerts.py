@@ -294,3 +294,36 @@ def _asdict(alert: Alert) -> dict[str, object]:
     import msgspec
 
     return msgspec.structs.asdict(alert)
+
+
+def test_an_alert_mqtt_cannot_carry_is_dead_lettered_for_mqtt_only(
+    settings_: Settings, stack: Stack, unique: str
+) -> None:
+    """A device id that cannot be a topic level (written around the ingester, say):
+    MQTT dead-letters that alert, the others still go out, and Kafka records all."""
+    site = f"s{unique}"
+    watcher = MqttWatcher(stack, site)
+    bad = msgspec_replace(_alert(1, site=site, severity="warning"), device_id="dev/1\n")
+    good = _alert(2, site=site, severity="warning")
+    dead = DeadLetterWriter(settings_.kafka)
+    emitter = AlertEmitter(settings_, dead)
+    emitter.start()
+    emitter.emit([bad, good])
+    emitter.close()
+    dead.close()
+    assert [a["device_id"] for _t, a in watcher.messages(1)] == [good.device_id]
+    assert emitter.stats.undelivered["mqtt"] == 1
+    assert sorted(a.device_id for _k, a in _kafka_alerts(settings_, 2)) == sorted(
+        [bad.device_id, good.device_id]
+    )
+    topic = KafkaTopics(settings_.kafka.topic_prefix).dlq_sink
+    letters = [json.loads(v) for _k, v in read_topics(settings_.kafka, [topic], 1)[topic]]
+    assert [(d["sink"], json.loads(d["payload"])["device_id"]) for d in letters] == [
+        ("alerts-mqtt", bad.device_id)
+    ]
+
+
+def msgspec_replace(alert: Alert, **changes: object) -> Alert:
+    import msgspec
+
+    return msgspec.structs.replace(alert, **changes)
