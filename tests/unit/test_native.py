@@ -288,3 +288,12 @@ def test_slot_then_time_order_is_a_stable_lexsort(
         ts = ts % 1000
     expected = np.lexsort((np.arange(len(rows)), ts, slots))
     assert by_slot_then_time(slots, ts).tolist() == expected.tolist()
+
+
+def test_integer_negative_zero_reads_as_msgspec_reads_it() -> None:
+    """Found by fuzz/scanner.py: the JSON integer ``-0`` is the int 0 to msgspec, so +0.0."""
+    value = b'{"device_id":"d","sensor_type":"gas","ts":1764399940000,"value":-0}'
+    _ts, got, _slot, _new, pending = decode([value])
+    assert pending == []
+    want = decode_reading(value).value
+    assert np.signbit(got[0]) == np.signbit(want) and got[0] == want

@@ -127,7 +127,9 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let token = std::str::from_utf8(&self.buf[start..self.pos]).ok()?;
-        token.parse::<f64>().ok().filter(|v| v.is_finite())
+        let value = token.parse::<f64>().ok().filter(|v| v.is_finite())?;
+        // msgspec reads the JSON integer `-0` as the int 0, so as the float +0.0.
+        Some(if integer && value == 0.0 { 0.0 } else { value })
     }
 }
 
