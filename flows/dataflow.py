@@ -105,6 +105,7 @@ def flow_config(settings: Settings) -> FlowConfig:
         session_gap_ms=int(f.session_gap_s * 1000),
         allowed_lateness_ms=int(f.allowed_lateness_s * 1000),
         idle_close_ms=int(f.idle_close_s * 1000),
+        idle_close_after_gap_ms=int(f.idle_close_after_gap_s * 1000),
         clock_ahead_ms=int(f.clock_ahead_s * 1000),
         rollup=f.rollup,
         detectors=DetectorConfig(),

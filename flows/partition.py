@@ -15,7 +15,11 @@ The watermark (windows up to it are closed; readings behind it are late):
   ``idle_close_ms`` of that without a gap longer than ``idle_gap_ms``. A flow
   held back by a sink that is down, or a Kafka broker that cannot be reached,
   gets no heartbeats: its windows wait for the data instead of closing, and
-  after the outage the idle clock starts again from zero.
+  after the outage the idle clock starts again from zero. After a gap longer
+  than ``idle_close_ms``, heartbeats alone must last ``idle_close_after_gap_ms``
+  (data coming in again ends that wait): an outage leaves backlogs upstream
+  (an ingester still reconnecting to Kafka with its queue full), and a
+  caught-up partition is then no evidence that the devices are quiet.
 - It never goes back, so a window once closed is never reopened (a second,
   partial point would overwrite the first).
 """
@@ -58,6 +62,7 @@ class FlowConfig:
     idle_close_ms: int = 10_000  # wall time caught up before the watermark moves on
     clock_ahead_ms: int = 2_000  # how far past wall time an event time may push the watermark
     idle_gap_ms: int = 3_000  # a longer pause between heartbeats restarts the idle clock
+    idle_close_after_gap_ms: int = 60_000  # idle_close_ms after such a pause, until data comes
     rollup: bool = True  # per-site, per-type roll-ups of the tumbling windows
     detectors: DetectorConfig = field(default_factory=DetectorConfig)
 
@@ -92,6 +97,7 @@ class PartitionState:
         self.wall_at_max = 0.0
         self.idle_at = 0.0  # wall time of the last heartbeat (or data)
         self.idle_since = 0.0  # start of the current unbroken run of heartbeats
+        self.after_gap = False  # heartbeats paused while running; no data since
         self.closed_wm = NO_WATERMARK
         self.late_count = 0
         self.duplicates = 0
@@ -99,9 +105,12 @@ class PartitionState:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # Snapshots taken before de-duplication and the vouched idle clock existed.
-        fresh = {"idle_at": 0.0, "idle_since": 0.0, "closed_wm": NO_WATERMARK, "duplicates": 0}
+        fresh = {"closed_wm": NO_WATERMARK, "duplicates": 0}
         vars(self).update(fresh)
         vars(self).update(state)
+        # A restart is not an outage: the idle clock starts afresh at the first heartbeat.
+        self.idle_at = self.idle_since = 0.0
+        self.after_gap = False
         if "seen" not in state:
             self.seen = Seen()
 
@@ -111,7 +120,10 @@ class PartitionState:
             return self.closed_wm
         wm = self.max_ts - self.config.allowed_lateness_ms
         idle_ms = (self.idle_at - self.idle_since) * 1000
-        if idle_ms >= self.config.idle_close_ms:
+        needed = self.config.idle_close_ms
+        if self.after_gap:
+            needed = max(needed, self.config.idle_close_after_gap_ms)
+        if idle_ms >= needed:
             wm += int(idle_ms)
         return max(wm, self.closed_wm)
 
@@ -140,6 +152,7 @@ class PartitionState:
         self.readings += n
         wall = time.time() if now is None else now
         self.idle_at = self.idle_since = wall  # data: not idle
+        self.after_gap = False
         watermark = self.watermark()
         late_any = np.zeros(n, np.bool_)
         by_slot_time = by_slot_then_time(slots, ts)  # one sort for windows and detectors
@@ -164,8 +177,11 @@ class PartitionState:
     def on_idle(self, now: float | None = None) -> Output:
         """The source vouches the partition is caught up: the watermark may move on."""
         wall = time.time() if now is None else now
-        if (wall - self.idle_at) * 1000 > self.config.idle_gap_ms:
+        gap_ms = (wall - self.idle_at) * 1000
+        if gap_ms > self.config.idle_gap_ms:
             self.idle_since = wall  # after a stall or an outage the idle clock starts over
+        if self.idle_at > 0.0 and gap_ms > max(self.config.idle_gap_ms, self.config.idle_close_ms):
+            self.after_gap = True  # long enough that upstream may hold a backlog (not at start)
         self.idle_at = wall
         return self.on_tick()
 

@@ -27,12 +27,16 @@ def producer_config(kafka: KafkaSettings, ingest: IngestSettings) -> dict[str, A
 
     ``message.timeout.ms=0`` means librdkafka keeps retrying while Kafka is
     away instead of failing the write: the MQTT message stays unacknowledged,
-    and the broker keeps it, until Kafka has it.
+    and the broker keeps it, until Kafka has it. Reconnect attempts back off
+    to at most a second (librdkafka's default is ten): after an outage the
+    flow may already be back, and every second the queue waits here is a
+    second it might close windows without it.
     """
     defaults: dict[str, Any] = {
         "enable.idempotence": True,
         "acks": "all",
         "message.timeout.ms": 0,
+        "reconnect.backoff.max.ms": 1_000,
         "linger.ms": ingest.linger_ms,
         "batch.size": ingest.batch_size,
         "batch.num.messages": 100_000,

@@ -331,6 +331,12 @@ class FlowSettings(BaseSettings):
         gt=0,
         description="Wall time caught up with Kafka, no input, before a partition's windows close.",
     )
+    idle_close_after_gap_s: float = Field(
+        60.0,
+        gt=0,
+        description="The same after an outage or stall, until data comes in again "
+        "(upstream backlogs may still be on their way).",
+    )
     clock_ahead_s: float = Field(
         2.0,
         ge=0,

@@ -257,27 +257,36 @@ def test_skewed_clocks_make_only_their_own_readings_late(pipeline: Pipeline) -> 
     assert sim.returncode == 0, sim.stdout[-2000:] + sim.stderr[-2000:]
     topics = KafkaTopics(s.kafka.topic_prefix)
     readings_topic = topics.readings("temperature")
-    time.sleep(8)  # the ingester forwards the rest; the flow goes idle and closes windows
-    got = read_topics(
-        s.kafka, [readings_topic], topic_sizes(s.kafka, [readings_topic])[readings_topic]
-    )
     offsets: dict[str, list[int]] = {}
-    for _k, v in got[readings_topic]:
-        r = json.loads(v)
-        offsets.setdefault(r["device_id"], []).append(r["ingest_ts"] - r["ts"])
-    # a device's clock offset: how far its event times sit behind (+) or ahead (-) of arrival
-    offset = {d: sorted(o)[len(o) // 2] for d, o in offsets.items()}
-    behind = {d for d, o in offset.items() if o > 3_000}
-    ahead = {d for d, o in offset.items() if o < -3_000}
+    counted: dict[str, int] = {}
+    on_time: set[str] = set()
+    behind: set[str] = set()
+    ahead: set[str] = set()
+    deadline = time.monotonic() + 120  # the flow goes idle and closes the last windows
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        got = read_topics(
+            s.kafka, [readings_topic], topic_sizes(s.kafka, [readings_topic])[readings_topic]
+        )
+        offsets = {}
+        for _k, v in got[readings_topic]:
+            r = json.loads(v)
+            offsets.setdefault(r["device_id"], []).append(r["ingest_ts"] - r["ts"])
+        # a device's clock offset: how far its event times sit behind (+) or ahead (-) of arrival
+        offset = {d: sorted(o)[len(o) // 2] for d, o in offsets.items()}
+        behind = {d for d, o in offset.items() if o > 3_000}
+        ahead = {d for d, o in offset.items() if o < -3_000}
+        on_time = set(offset) - behind - ahead
+        counted = dict.fromkeys(offset, 0)
+        for (device, _start), row in stored_aggregates(s).items():
+            counted[device] += int(row["count"])
+        if all(counted[d] == len(offsets[d]) for d in on_time):
+            break
     assert behind and ahead, "the seed gave no skewed devices both ways"
     late = read_topics(s.kafka, [topics.late], topic_sizes(s.kafka, [topics.late])[topics.late])
     late_devices = {json.loads(v)["device_id"] for _k, v in late[topics.late]}
     assert late_devices <= behind, f"on-time devices made late: {sorted(late_devices - behind)[:5]}"
-    stored = stored_aggregates(s)
-    counted = {d: 0 for d in offset}
-    for (device, _start), row in stored.items():
-        counted[device] += int(row["count"])
     # Every reading of every on-time device is aggregated. (A device ahead is not late
     # either: its windows close when wall time reaches its clock.)
-    for device in set(offset) - behind - ahead:
+    for device in on_time:
         assert counted[device] == len(offsets[device]), device

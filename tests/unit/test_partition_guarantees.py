@@ -124,3 +124,62 @@ def test_after_an_outage_the_idle_clock_starts_again() -> None:
         [reading("a", T0 + 1_000 + i * 1_000) for i in range(1, 9)], now=wall + 62
     )
     assert out.late == []
+
+
+def test_after_an_outage_heartbeats_alone_wait_longer_for_the_upstream_backlog() -> None:
+    """Kafka came back, the flow reconnected first: the ingester's queue is still to come."""
+    config = FlowConfig(
+        windows_ms=(10_000,),
+        allowed_lateness_ms=1_000,
+        idle_close_ms=5_000,
+        idle_close_after_gap_ms=30_000,
+        rollup=False,
+    )
+    state = PartitionState(CATALOGUE, config)
+    wall = T0 / 1000 + 2
+    state.on_values([reading("a", T0 + 1_000)], now=wall)
+    state.on_idle(now=wall + 1)
+    # a 40 s outage, then 20 s of heartbeats with nothing new on the partition
+    closed = []
+    for second in range(41, 61):
+        closed += state.on_idle(now=wall + second).aggregates
+    assert closed == []  # idle_close_ms alone would have closed the window (and made the rest late)
+    # the ingester's backlog arrives: on time, counted
+    out = state.on_values(
+        [reading("a", T0 + 1_000 + i * 1_000) for i in range(1, 9)], now=wall + 61
+    )
+    assert out.late == []
+    # data came in again: the ordinary idle close applies from here on
+    for second in range(62, 70):
+        closed += state.on_idle(now=wall + second).aggregates
+    assert counts(closed) == {("a", T0): (9, 1.0)}
+
+
+def test_heartbeats_alone_close_windows_after_the_longer_wait() -> None:
+    """Devices that really stopped during the outage: their windows still close."""
+    config = FlowConfig(
+        windows_ms=(10_000,), idle_close_ms=5_000, idle_close_after_gap_ms=30_000, rollup=False
+    )
+    state = PartitionState(CATALOGUE, config)
+    wall = T0 / 1000 + 2
+    state.on_values([reading("a", T0 + 1_000)], now=wall)
+    state.on_idle(now=wall + 1)
+    closed = []
+    for second in range(41, 120):
+        closed += state.on_idle(now=wall + second).aggregates
+    assert counts(closed) == {("a", T0): (1, 1.0)}
+
+
+def test_a_restart_is_not_an_outage() -> None:
+    """Restored from a snapshot: the first heartbeats start the ordinary idle clock."""
+    config = FlowConfig(
+        windows_ms=(10_000,), idle_close_ms=5_000, idle_close_after_gap_ms=300_000, rollup=False
+    )
+    state = PartitionState(CATALOGUE, config)
+    wall = T0 / 1000 + 2
+    state.on_values([reading("a", T0 + 1_000)], now=wall)
+    restored = PartitionState.restore(state.snapshot())
+    closed = []
+    for second in range(100, 120):
+        closed += restored.on_idle(now=wall + second).aggregates
+    assert counts(closed) == {("a", T0): (1, 1.0)}
