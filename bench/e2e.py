@@ -56,7 +56,7 @@ from bench.profile import attached, summarise
 from bench.sink_influx import bucket_api
 from bench.stats import account, latency_summary
 from iotpipe.catalogue import load_catalogue
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import Settings, load_settings
 from iotpipe.topics import KafkaTopics
 

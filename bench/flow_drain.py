@@ -35,7 +35,7 @@ from confluent_kafka import Producer
 
 from bench.machine import peak_rss_mb
 from iotpipe.catalogue import load_catalogue
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import Settings, load_settings
 from iotpipe.topics import KafkaTopics
 

@@ -32,7 +32,7 @@ from paho.mqtt.properties import Properties
 
 from ingest.ingester import Ingester
 from iotpipe.catalogue import load_catalogue
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import MqttSettings, Settings, load_settings
 from iotpipe.topics import KafkaTopics
 

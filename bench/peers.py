@@ -36,7 +36,7 @@ from bench.e2e import delete_groups
 from bench.flow_drain import WINDOW_MS, per_item_fold, per_item_merge, per_item_start, preload
 from bench.machine import peak_rss_mb
 from bench.stats import AggKey, AggValue, compare_aggregates
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import Settings, load_settings
 from iotpipe.topics import KafkaTopics
 

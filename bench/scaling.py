@@ -19,7 +19,7 @@ from typing import Any
 
 from bench import flow_drain
 from iotpipe.catalogue import load_catalogue
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
 

@@ -23,7 +23,7 @@ from bench import flow_drain, ingest_drain, sink_influx
 from bench.machine import peak_rss_mb
 from bench.profile import attached, py_spy_wrap, summarise
 from iotpipe.catalogue import load_catalogue
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import Settings, load_settings
 from iotpipe.topics import KafkaTopics
 from sinks.influx import InfluxWriter

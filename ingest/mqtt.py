@@ -23,19 +23,19 @@
 from __future__ import annotations
 
 import logging
-import ssl
 import struct
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from iotpipe.connectors.mqtt import build_client
 from iotpipe.errors import ConnectorError
 from iotpipe.settings import IngestSettings, MqttSettings
 from iotpipe.topics import mqtt_subscription
@@ -44,32 +44,6 @@ log = logging.getLogger(__name__)
 _PUBACK = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id
 
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
-
-
-def build_client(
-    mqtt_settings: MqttSettings, client_id: str, *, manual_ack: bool = False
-) -> mqtt.Client:
-    """A paho client with the protocol, TLS and credentials from the settings."""
-    protocol = mqtt.MQTTv5 if mqtt_settings.protocol == "5" else mqtt.MQTTv311
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=protocol,
-        clean_session=None if protocol == mqtt.MQTTv5 else False,
-        manual_ack=manual_ack,
-    )
-    if mqtt_settings.username:
-        password = mqtt_settings.password.get_secret_value() if mqtt_settings.password else None
-        client.username_pw_set(mqtt_settings.username, password)
-    if mqtt_settings.tls:
-        client.tls_set(
-            ca_certs=str(mqtt_settings.tls_ca_file) if mqtt_settings.tls_ca_file else None,
-            certfile=str(mqtt_settings.tls_cert_file) if mqtt_settings.tls_cert_file else None,
-            keyfile=str(mqtt_settings.tls_key_file) if mqtt_settings.tls_key_file else None,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
-        client.tls_insecure_set(mqtt_settings.tls_insecure)
-    return client
 
 
 class MqttSession:

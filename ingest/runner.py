@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from ingest.ingester import Ingester
 from ingest.stats import IngestStats, StatsCollector
 from iotpipe.catalogue import load_catalogue
+from iotpipe.connectors.kafka import ensure_topics
 from iotpipe.errors import ConnectorError
-from iotpipe.kafka_admin import ensure_topics
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
 

@@ -1,7 +1,9 @@
 """iotpipe: the shared core of the IoT stream-processing pipeline.
 
-Stages (ingest, flows, sinks, simulators) meet here: settings, the message
-model and codecs, topic names, the CLI and the local service stack.
+What every stage (ingest, flows, sinks, simulators) and application (ops,
+dashboard) shares: settings, the message model and codecs, topic names, the
+sensor catalogue and the server clients. It imports nothing above it
+(``tests/unit/test_layers.py``).
 """
 
 __version__ = "0.1.0"

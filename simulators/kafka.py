@@ -11,8 +11,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from iotpipe.connectors.kafka import broker_metadata, ensure_topics
 from iotpipe.errors import ConnectorError
-from iotpipe.kafka_admin import broker_metadata, ensure_topics
 from iotpipe.settings import KafkaSettings
 from iotpipe.topics import KafkaTopics
 from simulators.names import Naming

@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ingest.mqtt import build_client
+from iotpipe.connectors.mqtt import build_client
 from iotpipe.errors import ConfigError, ConnectorError
 from iotpipe.settings import MqttSettings
 from iotpipe.topics import SENSORS_ROOT

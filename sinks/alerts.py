@@ -32,9 +32,9 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import Consumer, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from ingest.mqtt import build_client
+from iotpipe.connectors.kafka import broker_metadata
+from iotpipe.connectors.mqtt import build_client
 from iotpipe.errors import ConfigError, ConnectorError
-from iotpipe.kafka_admin import broker_metadata
 from iotpipe.model import Alert
 from iotpipe.settings import AlertSettings, KafkaSettings, MqttSettings, Settings
 from iotpipe.topics import KafkaTopics, TopicError, mqtt_alert_topic

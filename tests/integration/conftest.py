@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from influxdb_client import BucketRetentionRules, InfluxDBClient
 
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import KafkaSettings, Settings, load_settings
-from iotpipe.stack import Stack
+from ops.stack import Stack
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from iotpipe.settings import Settings
-from iotpipe.stack import Stack
+from ops.stack import Stack
 
 
 def test_all_four_peers_produce_identical_aggregates(settings: Settings, stack: Stack) -> None:

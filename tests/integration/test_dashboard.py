@@ -31,15 +31,16 @@ from confluent_kafka import Producer
 from influxdb_client import BucketRetentionRules, InfluxDBClient
 from playwright.sync_api import ConsoleMessage, Page, sync_playwright
 
+from dashboard import create_app, flux, shaping
+from dashboard.store import FluxStore
 from iotpipe.catalogue import load_catalogue
 from iotpipe.codec import decode_reading, encode
-from iotpipe.dashboard import create_app, flux, shaping
-from iotpipe.dashboard.store import FluxStore
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.model import Reading
 from iotpipe.settings import Settings
-from iotpipe.stack import Stack
 from iotpipe.topics import KafkaTopics
+from ops.health import HealthCollector
+from ops.stack import Stack
 from simulators.generate import generate_payloads
 
 CHROMIUM = "/usr/bin/chromium"
@@ -67,7 +68,9 @@ class Served:
 def serve(settings: Settings) -> tuple[Served, str]:
     """The dashboard for ``settings`` in a background thread on a free port."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(settings, HealthCollector), host="127.0.0.1", port=port, log_level="warning"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -186,7 +189,7 @@ def demo(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dem
     log = tmp_path_factory.mktemp("dashboard") / "flow.log"
     with log.open("wb") as out:
         flow = subprocess.Popen(
-            [sys.executable, "-m", "iotpipe", "flow", "run"], env=env, stdout=out, stderr=out
+            [sys.executable, "-m", "ops", "flow", "run"], env=env, stdout=out, stderr=out
         )
     server: Served | None = None
     try:

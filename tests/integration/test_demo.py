@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from iotpipe.kafka_admin import broker_metadata, delete_topics
-from iotpipe.stack import Stack
+from iotpipe.connectors.kafka import broker_metadata, delete_topics
+from ops.stack import Stack
 
 DEVICES = 600
 RATE = 500.0
@@ -45,7 +45,7 @@ def demo_env(stack: Stack, bucket: str, unique: str) -> Iterator[dict[str, str]]
 
 def _start(env: dict[str, str], workdir: Path, duration: float) -> subprocess.Popen[str]:
     argv = [
-        sys.executable, "-m", "iotpipe", "demo", "--devices", str(DEVICES), "--rate", str(RATE),
+        sys.executable, "-m", "ops", "demo", "--devices", str(DEVICES), "--rate", str(RATE),
         "--duration", str(duration), "--anomaly-rate", "0.005", "--workdir", str(workdir),
         "--json",
     ]  # fmt: skip

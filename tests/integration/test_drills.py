@@ -26,8 +26,8 @@ import pytest
 from iotpipe.errors import StackError
 from iotpipe.model import Reading
 from iotpipe.settings import Settings
-from iotpipe.stack import Stack
 from iotpipe.topics import KafkaTopics
+from ops.stack import Stack
 from tests.integration.pipeline import Publisher, forget_session, read_topics, topic_sizes
 from tests.integration.test_flow import (  # noqa: F401  (flow_settings is a fixture)
     assert_matches,
@@ -90,7 +90,7 @@ class Pipeline:
         self.starts += 1
         log = (self.workdir / f"{name}-{self.starts}.log").open("wb")
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "iotpipe", *argv], env=self.env, stdout=log, stderr=log
+            [sys.executable, "-m", "ops", *argv], env=self.env, stdout=log, stderr=log
         )
 
     def kill(self, name: str) -> None:
@@ -249,7 +249,7 @@ def test_skewed_clocks_make_only_their_own_readings_late(pipeline: Pipeline) -> 
     pipeline.start("flow")
     time.sleep(3)
     sim = subprocess.run(
-        [sys.executable, "-m", "iotpipe", "simulate", "-n", "200", "--types", "temperature",
+        [sys.executable, "-m", "ops", "simulate", "-n", "200", "--types", "temperature",
          "--interval", "1", "--duration", "25", "--fault-skew", "0.1", "--skew-max", "120",
          "--seed", "5", "--qos", "1", "--quiet", "--site-prefix", f"k{s.kafka.topic_prefix[:-1]}"],
         env=pipeline.env, capture_output=True, text=True, timeout=120, check=False,

@@ -23,11 +23,11 @@ from flows.dataflow import flow_group
 from flows.runner import run_flow
 from iotpipe.catalogue import load_catalogue
 from iotpipe.codec import encode
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.model import Reading
 from iotpipe.settings import Settings
-from iotpipe.stack import Stack
 from iotpipe.topics import KafkaTopics
+from ops.stack import Stack
 from tests.integration.pipeline import topic_sizes
 
 CATALOGUE = load_catalogue()
@@ -217,7 +217,7 @@ def test_kill_9_and_resume_gives_the_uninterrupted_result(
         "IOTPIPE_FLOW_RECOVERY_DIR": str(tmp_path / "recovery"),
         "IOTPIPE_FLOW_METRICS_PORT": "0",
     }
-    argv = [sys.executable, "-m", "iotpipe", "flow", "run", "--to-end"]
+    argv = [sys.executable, "-m", "ops", "flow", "run", "--to-end"]
     first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while not stored_aggregates(s) and time.monotonic() < deadline and first.poll() is None:
@@ -256,7 +256,7 @@ def test_a_flow_busy_emitting_alerts_stops_at_once(
         "IOTPIPE_FLOW_PRIORITY": "all",
         "IOTPIPE_FLOW_METRICS_PORT": "0",
     }
-    argv = [sys.executable, "-m", "iotpipe", "flow", "run"]
+    argv = [sys.executable, "-m", "ops", "flow", "run"]
     log = tmp_path / "flow.log"  # a file, not a pipe: 2,000 alert log lines would fill a pipe
     proc = subprocess.Popen(argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     alerts = KafkaTopics(s.kafka.topic_prefix).alerts

@@ -27,12 +27,12 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from flows.runner import run_flow
 from iotpipe.catalogue import load_catalogue
-from iotpipe.health import HealthCollector, PipelineHealth, flow_group
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import Settings
-from iotpipe.stack import Stack
-from iotpipe.status import Recorder
 from iotpipe.topics import KafkaTopics
+from ops.health import HealthCollector, PipelineHealth, flow_group
+from ops.stack import Stack
+from ops.status import Recorder
 from simulators.anomalies import AnomalyConfig
 from simulators.generate import generate_payloads
 from tests.integration.pipeline import Publisher, forget_session, reading

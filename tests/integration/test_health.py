@@ -13,11 +13,11 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ingest.runner import run_ingester
 from iotpipe.catalogue import load_catalogue
-from iotpipe.health import HealthCollector, PipelineHealth, collect_health, flow_group
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import Settings
-from iotpipe.stack import Stack
 from iotpipe.topics import KafkaTopics
+from ops.health import HealthCollector, PipelineHealth, collect_health, flow_group
+from ops.stack import Stack
 from tests.integration.pipeline import Publisher, forget_session, isolated_settings, reading
 
 CATALOGUE = load_catalogue()

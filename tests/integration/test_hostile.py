@@ -40,10 +40,10 @@ from influxdb_client import BucketRetentionRules, InfluxDBClient
 
 from ingest.ingester import Ingester
 from iotpipe.catalogue import load_catalogue
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import KafkaSettings, Settings
-from iotpipe.stack import Stack
 from iotpipe.topics import KafkaTopics
+from ops.stack import Stack
 from tests.integration.hostile_corpus import (
     CASES,
     GATEWAY_T,
@@ -196,7 +196,7 @@ class Rig:
             "IOTPIPE_FLOW_EPOCH_INTERVAL_S": "0.5",
             "IOTPIPE_FLOW_METRICS_PORT": "0",
         }
-        argv = [sys.executable, "-m", "iotpipe", "flow", "run"]
+        argv = [sys.executable, "-m", "ops", "flow", "run"]
         with self.flow_log.open("wb") as out:
             flow = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
         self.cleanup.callback(stop_process, flow)

@@ -7,7 +7,7 @@ import subprocess
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 
-from iotpipe.stack import Stack
+from ops.stack import Stack
 
 
 def query_rows(influx: InfluxDBClient, bucket: str, measurement: str) -> list[dict[str, object]]:

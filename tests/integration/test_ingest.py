@@ -21,10 +21,10 @@ from ingest.dlq import DlqFilter, inspect, make_fixup, read_dead_letters, replay
 from ingest.ingester import Ingester
 from ingest.runner import run_ingester
 from iotpipe.catalogue import load_catalogue
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import Settings
-from iotpipe.stack import Stack
 from iotpipe.topics import KafkaTopics
+from ops.stack import Stack
 from tests.integration.pipeline import (
     Publisher,
     forget_session,
@@ -252,7 +252,7 @@ def ingester_process(settings: Settings) -> subprocess.Popen[bytes]:
         "IOTPIPE_INGEST_SESSION_EXPIRY_S": "600",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "iotpipe", "ingest"],
+        [sys.executable, "-m", "ops", "ingest"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -15,10 +15,10 @@ from ingest.ingester import Ingester
 from ingest.redelivery import message_key
 from ingest.runner import LoopDiedError, run_ingester
 from iotpipe.catalogue import load_catalogue
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import Settings
-from iotpipe.stack import Stack
 from iotpipe.topics import KafkaTopics
+from ops.stack import Stack
 from tests.integration.pipeline import (
     Publisher,
     forget_session,

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, Producer
 
 from iotpipe.catalogue import load_catalogue
-from iotpipe.kafka_admin import broker_metadata
-from iotpipe.stack import Stack
+from iotpipe.connectors.kafka import broker_metadata
 from iotpipe.topics import KafkaTopics
+from ops.stack import Stack
 
 
 def consume_all(stack: Stack, topic: str, expected: int, group: str) -> list[tuple[bytes, bytes]]:

@@ -13,8 +13,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from iotpipe.stack import Stack
 from iotpipe.topics import mqtt_reading_topic
+from ops.stack import Stack
 
 
 class Subscriber:

@@ -11,11 +11,11 @@ import pytest
 
 from iotpipe.catalogue import load_catalogue
 from iotpipe.codec import ReadingDecoder
+from iotpipe.connectors.kafka import delete_topics
 from iotpipe.errors import ConnectorError
-from iotpipe.kafka_admin import delete_topics
 from iotpipe.settings import Settings, SimulatorSettings
-from iotpipe.stack import Stack
 from iotpipe.topics import KafkaTopics, parse_mqtt_reading_topic
+from ops.stack import Stack
 from simulators.cli import run_simulation
 from tests.integration.pipeline import read_topics
 

@@ -17,11 +17,11 @@ from bytewax.operators import output as bw_output
 from bytewax.testing import TestingSource, run_main
 from pydantic import SecretStr
 
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.model import Alert, alert_id
 from iotpipe.settings import Settings
-from iotpipe.stack import Stack
 from iotpipe.topics import KafkaTopics
+from ops.stack import Stack
 from sinks.alert_policy import SIGNATURE_HEADER, verify
 from sinks.alerts import AlertEmitter, AlertSink
 from sinks.dead_letter import DeadLetterWriter

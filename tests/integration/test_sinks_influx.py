@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from influxdb_client import InfluxDBClient
 
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.errors import ConfigError
-from iotpipe.kafka_admin import delete_topics, ensure_topics
 from iotpipe.model import Aggregate, Alert, Reading
 from iotpipe.settings import Settings, SinkSettings
-from iotpipe.stack import Stack
 from iotpipe.topics import KafkaTopics
+from ops.stack import Stack
 from sinks.dead_letter import DeadLetterWriter
 from sinks.influx import InfluxSink, InfluxWriter
 from tests.integration.pipeline import read_topics

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from iotpipe.stack import Stack
+from ops.stack import Stack
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "iotpipe", *args],
+        [sys.executable, "-m", "ops", *args],
         check=False,
         capture_output=True,
         text=True,

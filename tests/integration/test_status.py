@@ -12,11 +12,11 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from typer.testing import CliRunner
 
 from iotpipe.catalogue import load_catalogue
-from iotpipe.cli import app
-from iotpipe.kafka_admin import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import Settings
-from iotpipe.stack import Stack
 from iotpipe.topics import KafkaTopics
+from ops.cli import app
+from ops.stack import Stack
 from tests.integration.test_health import health_settings, produce, topics_ready, wait_for
 
 CATALOGUE = load_catalogue()
@@ -72,7 +72,7 @@ def test_watch_json_gives_one_line_per_snapshot_with_rates(isolated: Settings) -
 def test_screen_shows_every_section(isolated: Settings) -> None:
     """The real console script, as a user runs it."""
     done = subprocess.run(
-        [sys.executable, "-m", "iotpipe", "status"],
+        [sys.executable, "-m", "ops", "status"],
         env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **env_of(isolated)},
         capture_output=True,
         text=True,

@@ -9,7 +9,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from iotpipe.cli import app
+from ops.cli import app
 
 runner = CliRunner()
 

@@ -12,15 +12,16 @@ from typing import Any
 
 import httpx
 
-from iotpipe.dashboard import create_app
+from dashboard import create_app
 from iotpipe.errors import ConnectorError
 from iotpipe.settings import load_settings
+from ops.health import HealthCollector
 
 SLOW_S = 0.8
 
 
 def _slow_app() -> tuple[Any, list[str]]:
-    app = create_app(load_settings())
+    app = create_app(load_settings(), HealthCollector)
     seen: list[str] = []
 
     def slow_rows(flux: str) -> list[dict[str, Any]]:
@@ -84,7 +85,7 @@ def test_identical_queries_within_the_cache_window_run_once() -> None:
 
 def test_overview_survives_a_timed_out_fallback_query() -> None:
     """No roll-ups, and the per-device type stats time out: the rest is still shown."""
-    app = create_app(load_settings())
+    app = create_app(load_settings(), HealthCollector)
 
     def rows(flux: str) -> list[dict[str, Any]]:
         if "mean_ = " in flux:  # the per-device type stats: the expensive one

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import httpx
 
-from iotpipe.dashboard import create_app, shaping
-from iotpipe.dashboard.app import STATIC
+from dashboard import create_app, shaping
+from dashboard.app import STATIC
 from iotpipe.settings import load_settings
+from ops.health import HealthCollector
 
 
 def test_throughput_is_per_second_and_time_ordered() -> None:
@@ -111,7 +112,7 @@ def test_pipeline_view_sums_flow_counters_over_labels() -> None:
 
 
 def test_pages_are_served_and_need_no_internet() -> None:
-    app = create_app(load_settings())
+    app = create_app(load_settings(), HealthCollector)
 
     async def scenario() -> None:
         transport = httpx.ASGITransport(app=app)

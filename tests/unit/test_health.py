@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from flows.stats import FlowStats, FlowStatsCollector
 from ingest.stats import IngestStats, StatsCollector
-from iotpipe.health import (
+from iotpipe.settings import load_settings
+from ops.health import (
     AlertCounts,
     ComponentMetrics,
     DeadLetters,
@@ -22,7 +23,6 @@ from iotpipe.health import (
     _with_rate,
     _with_rates,
 )
-from iotpipe.settings import load_settings
 
 
 def topic(name: str, end: int | None, messages: int | None = None) -> TopicHealth:

@@ -6,7 +6,8 @@ import re
 
 from rich.console import Console
 
-from iotpipe.health import (
+from iotpipe.settings import load_settings
+from ops.health import (
     AlertCounts,
     ComponentMetrics,
     DeadLetters,
@@ -15,8 +16,7 @@ from iotpipe.health import (
     ServiceHealth,
     TopicHealth,
 )
-from iotpipe.settings import load_settings
-from iotpipe.status import pipeline_lines, render
+from ops.status import pipeline_lines, render
 
 LINE = re.compile(r"^pipeline(,(?:[^ \\]|\\.)+)? [^ ]+ \d+$")  # tags may hold escaped spaces
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from iotpipe.demo.supervisor import ChildSpec, Event, Supervisor, describe_exit, tail_lines
+from ops.demo.supervisor import ChildSpec, Event, Supervisor, describe_exit, tail_lines
 
 PY = sys.executable
 

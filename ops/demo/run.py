@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -38,11 +37,15 @@ from rich.markup import escape
 from rich.text import Text
 
 from iotpipe.catalogue import load_catalogue
-from iotpipe.demo import kafka as dk
-from iotpipe.demo.components import COMPONENTS, INGESTER, SIMULATOR, child_specs
-from iotpipe.demo.influx import aggregated_readings
-from iotpipe.demo.metrics import scrape
-from iotpipe.demo.summary import (
+from iotpipe.connectors.kafka import broker_metadata, delete_topics, ensure_topics
+from iotpipe.errors import ConfigError, ConnectorError, IotpipeError
+from iotpipe.settings import CONFIG_FILE_VAR, Settings
+from iotpipe.topics import KafkaTopics
+from ops.demo import kafka as dk
+from ops.demo.components import COMPONENTS, INGESTER, SIMULATOR, child_specs
+from ops.demo.influx import aggregated_readings
+from ops.demo.metrics import scrape
+from ops.demo.summary import (
     DemoSummary,
     ReadBack,
     count_alerts,
@@ -50,11 +53,7 @@ from iotpipe.demo.summary import (
     simulator_summaries,
     values_of,
 )
-from iotpipe.demo.supervisor import Event, Supervisor
-from iotpipe.errors import ConfigError, ConnectorError, IotpipeError
-from iotpipe.kafka_admin import broker_metadata, delete_topics, ensure_topics
-from iotpipe.settings import CONFIG_FILE_VAR, Settings
-from iotpipe.topics import KafkaTopics
+from ops.demo.supervisor import Event, Supervisor
 from simulators.names import site_names
 
 MAX_SITES_SUBSCRIBED = 50
@@ -163,26 +162,6 @@ def make_plan(settings: Settings, opts: DemoOptions, run_id: str | None = None) 
     )  # fmt: skip
 
 
-def available_commands() -> set[str]:
-    """``name`` and ``name --option`` for every CLI command, sub-commands as ``group name``."""
-    import typer.main
-
-    from iotpipe.cli import app
-
-    out: set[str] = set()
-
-    def walk(cmd: Any, path: str) -> None:  # Typer's (vendored) click objects
-        if path:
-            out.add(path)
-            for param in cmd.params:
-                out.update(f"{path} {o}" for o in param.opts)
-        for name, sub in (getattr(cmd, "commands", None) or {}).items():
-            walk(sub, f"{path} {name}".strip())
-
-    walk(typer.main.get_command(app), "")
-    return out
-
-
 @contextmanager
 def _stop_requests(stop: threading.Event, hurry: threading.Event) -> Iterator[None]:
     """First Ctrl-C/SIGTERM: stop cleanly (drain); second: stop without draining."""
@@ -288,12 +267,7 @@ class Demo:
         return [*self.readings_topics, t.alerts, t.dlq_ingest, t.dlq_sink, t.late]
 
     def launch(self) -> None:
-        specs = child_specs(
-            COMPONENTS,
-            self.plan.values,
-            (sys.executable, "-m", "iotpipe"),
-            available_commands(),
-        )
+        specs = child_specs(COMPONENTS, self.plan.values, (sys.executable, "-m", "ops"))
         names = [s.name for s in specs]
         self.console.print(
             f"demo run {self.plan.run_id}: {', '.join(names)}; logs in {self.supervisor.log_dir}"

@@ -11,8 +11,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from iotpipe.errors import StackError
-from iotpipe.stack.base import Service
-from iotpipe.stack.system import ensure_debian_packages
+from ops.stack.base import Service
+from ops.stack.system import ensure_debian_packages
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 

@@ -26,8 +26,8 @@ from ingest.runner import run_ingester
 from iotpipe import __version__
 from iotpipe.catalogue import load_catalogue
 from iotpipe.codec import ReadingDecoder, encode
+from iotpipe.connectors.kafka import broker_metadata
 from iotpipe.errors import ConfigError, IotpipeError
-from iotpipe.kafka_admin import broker_metadata
 from iotpipe.settings import (
     CONFIG_FILE_VAR,
     Settings,
@@ -35,8 +35,8 @@ from iotpipe.settings import (
     load_settings,
     render_sample_env,
 )
-from iotpipe.stack import Stack, Status
 from iotpipe.topics import TopicError, parse_mqtt_reading_topic
+from ops.stack import Stack, Status
 from simulators.cli import simulate
 
 app = typer.Typer(help="IoT stream-processing pipeline.", no_args_is_help=True)
@@ -367,7 +367,7 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """The whole pipeline: services, throughput, topics and lag, dead letters, alerts."""
-    from iotpipe.status import run_status
+    from ops.status import run_status
 
     run_status(
         _settings(config),
@@ -486,13 +486,16 @@ def dashboard(
     """Web dashboard: fleet overview, live alerts, device drill-down, pipeline health."""
     import uvicorn
 
-    from iotpipe.dashboard import create_app
+    from dashboard import create_app
+    from ops.health import HealthCollector
 
     settings = _override(_settings(config), "dashboard", host=host, port=port)
     _setup_logging(settings)
     web = settings.dashboard
     console.print(f"dashboard on http://{web.host}:{web.port}/ (Ctrl-C to stop)")
-    uvicorn.run(create_app(settings), host=web.host, port=web.port, log_level="warning")
+    uvicorn.run(
+        create_app(settings, HealthCollector), host=web.host, port=web.port, log_level="warning"
+    )
 
 
 @app.command()
@@ -522,7 +525,7 @@ def demo(
     as_json: JsonOption = False,
 ) -> None:
     """The whole pipeline, supervised, with a loss-checked summary; exit 1 on loss."""
-    from iotpipe.demo.run import DemoOptions, run_demo
+    from ops.demo.run import DemoOptions, run_demo
 
     settings = _override(
         _settings(config),

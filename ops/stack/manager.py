@@ -5,14 +5,14 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from iotpipe.catalogue import load_catalogue
+from iotpipe.connectors.kafka import ensure_topics
 from iotpipe.errors import ConfigError
-from iotpipe.kafka_admin import ensure_topics
 from iotpipe.settings import Settings
-from iotpipe.stack.base import Service, Status
-from iotpipe.stack.influxdb import InfluxDB
-from iotpipe.stack.kafka import Kafka
-from iotpipe.stack.mosquitto import Mosquitto
 from iotpipe.topics import KafkaTopics
+from ops.stack.base import Service, Status
+from ops.stack.influxdb import InfluxDB
+from ops.stack.kafka import Kafka
+from ops.stack.mosquitto import Mosquitto
 
 
 class Stack:

@@ -12,21 +12,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from dashboard import flux, shaping
+from dashboard.store import BucketMissingError, FluxStore
 from flows.windows import window_label
 from iotpipe import __version__
 from iotpipe.catalogue import load_catalogue
-from iotpipe.dashboard import flux, shaping
-from iotpipe.dashboard.store import BucketMissingError, FluxStore
 from iotpipe.errors import ConnectorError
 from iotpipe.settings import Settings
 
@@ -45,6 +45,13 @@ RangeParam = Annotated[str, Query(pattern=r"^[0-9]+[mhd]$", description="15m, 1h
 TextParam = Annotated[str | None, Query(max_length=128)]
 
 
+class Collector(Protocol):
+    """Pipeline health (``ops.health.HealthCollector``), handed in by whoever serves the app."""
+
+    def collect(self, previous: Any) -> Any: ...  # a snapshot with ``to_dict()``
+    def close(self) -> None: ...
+
+
 class Health:
     """The pipeline-health snapshot, shared by every open page.
 
@@ -53,12 +60,13 @@ class Health:
     previous snapshot turns counters into rates.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, collector: Callable[[Settings], Collector]) -> None:
         self.settings = settings
+        self.make_collector = collector
         self.max_age_s = settings.dashboard.refresh_s / 2
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_POINTS)
         self._lock = asyncio.Lock()
-        self._collector: Any = None
+        self._collector: Collector | None = None
         self._previous: Any = None
         self._view: dict[str, Any] | None = None
         self._at = 0.0
@@ -72,10 +80,8 @@ class Health:
             return {**self._view, "history": list(self.history)}
 
     def _collect(self) -> dict[str, Any]:
-        from iotpipe.health import HealthCollector  # Kafka admin client: only when asked
-
-        if self._collector is None:
-            self._collector = HealthCollector(self.settings)
+        if self._collector is None:  # a Kafka admin client: only when asked
+            self._collector = self.make_collector(self.settings)
         snapshot = self._collector.collect(self._previous)
         self._previous = snapshot
         return shaping.pipeline_view(snapshot.to_dict())
@@ -88,10 +94,10 @@ class Health:
 class Api:
     """The JSON endpoints; one instance per app, holding its store and health snapshot."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, collector: Callable[[Settings], Collector]) -> None:
         self.settings = settings
         self.store = FluxStore(settings.influx, cache_s=min(2.0, settings.dashboard.refresh_s / 2))
-        self.health = Health(settings)
+        self.health = Health(settings, collector)
         self.windows_ms = sorted(settings.flow.window_lengths_ms())
         self.catalogue = load_catalogue(settings.core.sensors_file)
         self.bucket = settings.influx.bucket
@@ -232,9 +238,14 @@ class Api:
         await run_in_threadpool(self.health.close)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The dashboard for ``settings`` (InfluxDB bucket, Kafka, metrics ports)."""
-    api = Api(settings)
+def create_app(settings: Settings, collector: Callable[[Settings], Collector]) -> FastAPI:
+    """The dashboard for ``settings`` (InfluxDB bucket, Kafka, metrics ports).
+
+    ``collector`` builds the pipeline-health collector on first use: the
+    application that serves the dashboard wires it in, so the dashboard
+    imports no application above it.
+    """
+    api = Api(settings, collector)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

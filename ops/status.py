@@ -1,6 +1,6 @@
 """``iotpipe status``: the whole pipeline on one screen, as JSON, or into InfluxDB.
 
-The screen is drawn from a ``PipelineHealth`` snapshot (``iotpipe.health``);
+The screen is drawn from a ``PipelineHealth`` snapshot (``ops.health``);
 ``--watch`` redraws it in place with ``rich.live.Live``. ``--record`` writes
 each snapshot to InfluxDB as the ``pipeline`` measurement, so Grafana's
 pipeline-health dashboard has a history to draw:
@@ -33,8 +33,8 @@ from rich.table import Table
 from rich.text import Text
 
 from iotpipe.errors import IotpipeError
-from iotpipe.health import ComponentMetrics, HealthCollector, PipelineHealth, flow_group
 from iotpipe.settings import Settings
+from ops.health import ComponentMetrics, HealthCollector, PipelineHealth, flow_group
 from sinks.influx import InfluxWriter
 from sinks.lineprotocol import escape_tag
 

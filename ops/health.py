@@ -29,16 +29,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from iotpipe.catalogue import load_catalogue
 from iotpipe.settings import Settings
-from iotpipe.stack import Stack
-from iotpipe.stack.base import Service
 from iotpipe.topics import KafkaTopics
+from ops.stack import Stack
+from ops.stack.base import Service
 
 KAFKA_TIMEOUT_S = 1.0
 SCRAPE_CONNECT_S = 0.3
 SCRAPE_READ_S = 0.8
 _T = TypeVar("_T")
 
-_QUIET = logging.getLogger("iotpipe.health.kafka")
+_QUIET = logging.getLogger("ops.health.kafka")
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 

@@ -7,7 +7,7 @@ idempotent and reuses a healthy server it did not start (shown as
 
 from __future__ import annotations
 
-from iotpipe.stack.base import Status
-from iotpipe.stack.manager import Stack
+from ops.stack.base import Status
+from ops.stack.manager import Stack
 
 __all__ = ["Stack", "Status"]

@@ -15,10 +15,10 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from iotpipe.errors import StackError
-from iotpipe.stack.base import Service
+from ops.stack.base import Service
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
-_QUIET = logging.getLogger("iotpipe.stack.kafka.probe")
+_QUIET = logging.getLogger("ops.stack.kafka.probe")
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 JVM_OPTS = [

@@ -17,7 +17,7 @@ from typing import Any
 
 from iotpipe.errors import StackError
 from iotpipe.settings import InfluxSettings
-from iotpipe.stack.base import Service
+from ops.stack.base import Service
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "influxdb"
 SETUP_USER = "iotpipe"

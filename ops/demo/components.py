@@ -4,8 +4,8 @@ Each is a real ``iotpipe`` command run as its own process. ``{name}`` fields
 are filled from the run's plan (see ``run.plan_values``); ``{attempt}`` is left
 for the supervisor, which counts starts (a restarted simulator takes new
 device ids, so its seq numbers, which restart at 0, never look like duplicates).
-``needs`` names a CLI command that must exist (parts other engineers are still
-landing are simply left out until they do).
+A unit test checks every command line here against the CLI, so the demo
+never has to import the CLI to find out.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from iotpipe.demo.supervisor import ChildSpec
+from ops.demo.supervisor import ChildSpec
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,6 @@ class Component:
     args: tuple[str, ...]
     stage: int  # started in ascending stage order (simulator last), stopped simulator first
     finishes: bool = False
-    needs: str | None = None  # "command" or "command --option"
 
 
 SIMULATOR = "simulator"
@@ -32,8 +31,8 @@ COMPONENTS: tuple[Component, ...] = (
     Component(INGESTER, ("ingest",), stage=0),
     Component("flow-normal", ("flow", "run", "--priority", "normal", "--recovery-dir", "{recovery}/normal"), stage=1),  # noqa: E501
     Component("flow-high", ("flow", "run", "--priority", "high", "--recovery-dir", "{recovery}/high"), stage=1),  # noqa: E501
-    Component("status", ("status", "--watch", "--record", "--quiet", "--interval", "10"), stage=2, needs="status --record"),  # noqa: E501
-    Component("dashboard", ("dashboard",), stage=2, needs="dashboard"),
+    Component("status", ("status", "--watch", "--record", "--quiet", "--interval", "10"), stage=2),
+    Component("dashboard", ("dashboard",), stage=2),
     Component(SIMULATOR, (
         "simulate", "--output", "mqtt", "--devices", "{devices}", "--interval", "{interval}",
         "--speed", "1", "--start", "now", "--anomaly-rate", "{anomaly_rate}",
@@ -54,13 +53,10 @@ def child_specs(
     components: Iterable[Component],
     values: Mapping[str, str],
     command: tuple[str, ...],
-    available: set[str],
 ) -> list[ChildSpec]:
-    """Argv for each component whose command exists, in start order."""
+    """Argv for each component, in start order."""
     specs = []
     for c in sorted(components, key=lambda c: c.stage):
-        if c.needs is not None and c.needs not in available:
-            continue
         argv = (*command, *(fill(a, values) for a in c.args))
         specs.append(ChildSpec(c.name, argv, finishes=c.finishes))
     return specs

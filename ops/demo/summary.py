@@ -19,7 +19,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from iotpipe.demo.losscheck import LossReport, SeqLedger
+from ops.demo.losscheck import LossReport, SeqLedger
 
 
 class _SeqOnly(msgspec.Struct):

@@ -8,6 +8,6 @@ pages and the vendored chart library (uPlot).
 
 from __future__ import annotations
 
-from iotpipe.dashboard.app import create_app
+from dashboard.app import create_app
 
 __all__ = ["create_app"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from iotpipe.errors import StackError
-from iotpipe.stack.process import ManagedProcess
+from ops.stack.process import ManagedProcess
 
 State = Literal["up", "down", "external", "unhealthy"]
 
