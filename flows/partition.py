@@ -6,10 +6,16 @@ Nothing here knows about Bytewax or Kafka, so unit tests drive it directly.
 
 The watermark (windows up to it are closed; readings behind it are late):
 - It follows the partition's event-time frontier minus the allowed lateness.
-  The frontier is the median over the devices in a batch of each device's
-  newest reading, capped at wall time plus ``clock_ahead_ms``: one device
-  with a clock ahead (or a few) cannot push it, so a skewed clock makes only
-  that device's own readings late, never its neighbours'.
+  The frontier is the lower median, over the devices heard from lately, of
+  each device's newest event time (capped at wall time plus
+  ``clock_ahead_ms``). "Lately" means a newest event time within
+  ``frontier_horizon_ms`` of the frontier, so devices gone quiet, or with a
+  clock far behind, drop out instead of holding it back. A device with a
+  clock ahead (or any minority of them) cannot push it, however the readings
+  fall into micro-batches, so a skewed clock makes only that device's own
+  readings late, never its neighbours'. The price: with devices reporting
+  every T seconds the frontier trails the newest reading by about
+  min(T, horizon) / 2.
 - It moves on with wall time only while the source keeps vouching that the
   partition is caught up (``on_idle``, about once a second), after
   ``idle_close_ms`` of that without a gap longer than ``idle_gap_ms``. A flow
@@ -61,6 +67,7 @@ class FlowConfig:
     allowed_lateness_ms: int = 5_000
     idle_close_ms: int = 10_000  # wall time caught up before the watermark moves on
     clock_ahead_ms: int = 2_000  # how far past wall time an event time may push the watermark
+    frontier_horizon_ms: int = 10_000  # devices this far behind the frontier no longer vote
     idle_gap_ms: int = 3_000  # a longer pause between heartbeats restarts the idle clock
     idle_close_after_gap_ms: int = 60_000  # idle_close_ms after such a pause, until data comes
     rollup: bool = True  # per-site, per-type roll-ups of the tumbling windows
@@ -94,6 +101,7 @@ class PartitionState:
         self.detectors = DetectorBank(catalogue, self.slots, config.detectors)
         self.seen = Seen()
         self.max_ts: int | None = None  # the event-time frontier (see the module doc)
+        self.newest = np.full(0, NO_WATERMARK, np.int64)  # per slot: newest (capped) event time
         self.wall_at_max = 0.0
         self.idle_at = 0.0  # wall time of the last heartbeat (or data)
         self.idle_since = 0.0  # start of the current unbroken run of heartbeats
@@ -113,6 +121,8 @@ class PartitionState:
         self.after_gap = False
         if "seen" not in state:
             self.seen = Seen()
+        if "newest" not in state:
+            self.newest = np.full(0, NO_WATERMARK, np.int64)
 
     def watermark(self) -> int:
         """Frontier minus the allowed lateness, plus vouched idle time; never goes back."""
@@ -165,14 +175,26 @@ class PartitionState:
             late_rows = np.flatnonzero(late_any) if rows is None else rows[late_any]
             out.late.extend(decode_reading(batch[i]) for i in late_rows.tolist())
         out.alerts.extend(self.detectors.process(slots, ts, vals, by_slot_time))
-        frontier = min(
-            _median_newest(slots, ts, by_slot_time), int(wall * 1000) + self.config.clock_ahead_ms
-        )
-        if self.max_ts is None or frontier > self.max_ts:
+        frontier = self._frontier(slots, ts, by_slot_time, int(wall * 1000))
+        if frontier is not None and (self.max_ts is None or frontier > self.max_ts):
             self.max_ts = frontier
             self.wall_at_max = wall
         self._close(self.watermark(), out)
         return out
+
+    def _frontier(self, slots: I64, ts: I64, by_slot_time: I64, wall_ms: int) -> int | None:
+        """Record each device's newest event time; the median over those heard from lately."""
+        cap = wall_ms + self.config.clock_ahead_ms
+        batch_slots, batch_newest = _newest_per_slot(slots, ts, by_slot_time)
+        self.newest = self.slots.fit(self.newest, NO_WATERMARK)
+        self.newest[batch_slots] = np.maximum(
+            self.newest[batch_slots], np.minimum(batch_newest, cap)
+        )
+        floor = NO_WATERMARK + 1
+        if self.max_ts is not None:
+            floor = self.max_ts - self.config.frontier_horizon_ms
+        voters = self.newest[self.newest >= floor]
+        return _lower_median(voters) if len(voters) else None
 
     def on_idle(self, now: float | None = None) -> Output:
         """The source vouches the partition is caught up: the watermark may move on."""
@@ -257,13 +279,16 @@ class PartitionState:
         return state
 
 
-def _median_newest(slots: I64, ts: I64, by_slot_time: I64) -> int:
-    """The median over the batch's devices of each one's newest event time."""
+def _newest_per_slot(slots: I64, ts: I64, by_slot_time: I64) -> tuple[I64, I64]:
+    """The batch's slots, each with its newest event time in the batch."""
     ordered = slots[by_slot_time]
     last = np.flatnonzero(np.diff(ordered, append=ordered[-1] + 1))
-    newest = ts[by_slot_time[last]]
-    k = (len(newest) - 1) // 2  # the lower median: two devices, one skewed -> the other
-    return int(np.partition(newest, k)[k])
+    return ordered[last], ts[by_slot_time[last]]
+
+
+def _lower_median(values: I64) -> int:
+    k = (len(values) - 1) // 2  # two devices, one skewed -> the other
+    return int(np.partition(values, k)[k])
 
 
 def _decode_each(values: Sequence[bytes]) -> list[Reading | None]:
