@@ -35,7 +35,7 @@ from confluent_kafka import Producer
 
 from bench.machine import peak_rss_mb
 from iotpipe.catalogue import load_catalogue
-from iotpipe.connectors.kafka import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics, produce_waiting
 from iotpipe.settings import Settings, load_settings
 from iotpipe.topics import KafkaTopics
 
@@ -73,12 +73,7 @@ def preload(settings: Settings, readings: int, devices: int, seed: int = 1) -> f
                 f'{{"device_id":"{key}","sensor_type":"temperature","site":"s{d % 10}",'
                 f'"ts":{t},"value":{v:.4f},"seq":{i // devices}}}'
             )
-            while True:
-                try:
-                    producer.produce(topic, value.encode(), key.encode())
-                    break
-                except BufferError:
-                    producer.poll(0.1)
+            produce_waiting(producer, topic, value.encode(), key.encode())
         producer.poll(0)
         sent += n
     producer.flush(120)

@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from ingest.kafka import KafkaWriter, producer_config
+from ingest.kafka import KafkaWriter, ingest_producer_config
 from iotpipe.catalogue import Catalogue
 from iotpipe.codec import ReadingDecoder, encode
 from iotpipe.errors import ConfigError, ConnectorError
@@ -223,7 +223,9 @@ def replay(
     """Decode refused items again and produce those that now pass."""
     report = ReplayReport()
     topics = KafkaTopics(settings.kafka.topic_prefix)
-    writer = None if dry_run else KafkaWriter(producer_config(settings.kafka, settings.ingest))
+    writer = (
+        None if dry_run else KafkaWriter(ingest_producer_config(settings.kafka, settings.ingest))
+    )
     failures: list[str] = []
 
     def delivered(err: KafkaError | None, _msg: Message) -> None:

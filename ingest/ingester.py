@@ -30,12 +30,13 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from confluent_kafka import KafkaError, Message
 
-from ingest.kafka import DeliveryCallback, KafkaWriter, producer_config
+from ingest.kafka import KafkaWriter, ingest_producer_config
 from ingest.mqtt import MqttSession
 from ingest.redelivery import RedeliveryLog, message_key
 from ingest.stats import IngestStats
 from iotpipe.catalogue import Catalogue
 from iotpipe.codec import ReadingDecoder, Reason, Rejection, encode
+from iotpipe.connectors.kafka import DeliveryCallback
 from iotpipe.model import IngestDeadLetter, ItemRejection, Reading
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics, TopicError, parse_mqtt_reading_topic
@@ -69,7 +70,7 @@ class Ingester:
         self._max_inflight = settings.ingest.max_inflight
         self._acks: list[int] = []  # QoS 1 mids released by Kafka, sent after each poll
         self._writer = KafkaWriter(
-            producer_config(settings.kafka, settings.ingest), after_poll=self._flush_acks
+            ingest_producer_config(settings.kafka, settings.ingest), after_poll=self._flush_acks
         )
         self._dead_letter_max = settings.ingest.dead_letter_max_bytes
         self._redeliveries = RedeliveryLog(

@@ -13,38 +13,32 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 
+from iotpipe.connectors.kafka import DeliveryCallback, produce_waiting, producer_config
 from iotpipe.settings import IngestSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
 
-DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+def _let_drain() -> None:
+    time.sleep(0.01)  # the delivery thread is draining the queue
 
 
-def producer_config(kafka: KafkaSettings, ingest: IngestSettings) -> dict[str, Any]:
-    """At-least-once without duplicates from retries: idempotence, acks=all.
-
-    ``message.timeout.ms=0`` means librdkafka keeps retrying while Kafka is
-    away instead of failing the write: the MQTT message stays unacknowledged,
-    and the broker keeps it, until Kafka has it. Reconnect attempts back off
-    to at most a second (librdkafka's default is ten): after an outage the
-    flow may already be back, and every second the queue waits here is a
-    second it might close windows without it.
-    """
-    defaults: dict[str, Any] = {
-        "enable.idempotence": True,
-        "acks": "all",
-        "message.timeout.ms": 0,
-        "reconnect.backoff.max.ms": 1_000,
-        "linger.ms": ingest.linger_ms,
-        "batch.size": ingest.batch_size,
-        "batch.num.messages": 100_000,
-        "compression.type": ingest.compression,
-        "queue.buffering.max.messages": ingest.queue_max_messages,
-        "queue.buffering.max.kbytes": 1_048_576,
-    }
-    return {**defaults, **kafka.client_config()}  # IOTPIPE_KAFKA_OPTIONS wins
+def ingest_producer_config(kafka: KafkaSettings, ingest: IngestSettings) -> dict[str, Any]:
+    """The reliable defaults (the MQTT message stays unacknowledged, and the
+    broker keeps it, until Kafka has it) with the ingester's batching."""
+    return producer_config(
+        kafka,
+        **{
+            "linger.ms": ingest.linger_ms,
+            "batch.size": ingest.batch_size,
+            "batch.num.messages": 100_000,
+            "compression.type": ingest.compression,
+            "queue.buffering.max.messages": ingest.queue_max_messages,
+            "queue.buffering.max.kbytes": 1_048_576,
+        },
+    )
 
 
 class KafkaWriter:
@@ -63,12 +57,7 @@ class KafkaWriter:
         self, topic: str, value: bytes, key: bytes | None, on_delivery: DeliveryCallback
     ) -> None:
         """Queue one write; waits (never drops) while librdkafka's queue is full."""
-        while True:
-            try:
-                self._producer.produce(topic, value, key, on_delivery=on_delivery)
-                return
-            except BufferError:
-                time.sleep(0.01)  # the delivery thread is draining the queue
+        produce_waiting(self._producer, topic, value, key, on_delivery, wait=_let_drain)
 
     def pending(self) -> int:
         """Writes not yet confirmed by Kafka."""

@@ -11,7 +11,12 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from iotpipe.connectors.kafka import broker_metadata, ensure_topics
+from iotpipe.connectors.kafka import (
+    broker_metadata,
+    ensure_topics,
+    produce_waiting,
+    producer_config,
+)
 from iotpipe.errors import ConnectorError
 from iotpipe.settings import KafkaSettings
 from iotpipe.topics import KafkaTopics
@@ -20,20 +25,21 @@ from simulators.outgoing import Outgoing
 from simulators.outputs import OutputStats
 
 
-def producer_config(kafka: KafkaSettings) -> dict[str, Any]:
-    defaults: dict[str, Any] = {
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 20,
-        "batch.size": 1_000_000,
-        "batch.num.messages": 100_000,
-        "compression.type": "lz4",
-        "queue.buffering.max.messages": 1_000_000,
-        "queue.buffering.max.kbytes": 1_048_576,
-        "message.max.bytes": 2_000_000,
-        "delivery.report.only.error": True,
-    }
-    return {**defaults, **kafka.client_config()}  # IOTPIPE_KAFKA_OPTIONS wins
+def simulator_producer_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """The reliable defaults with large batches; only failed deliveries call back."""
+    return producer_config(
+        kafka,
+        **{
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "batch.num.messages": 100_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+            "message.max.bytes": 2_000_000,
+            "delivery.report.only.error": True,
+        },
+    )
 
 
 class KafkaOutput:
@@ -58,7 +64,7 @@ class KafkaOutput:
         ensure_topics(self.settings, self.topics)
         try:
             self._producer = Producer(
-                {**producer_config(self.settings), "on_delivery": self._on_error}
+                {**simulator_producer_config(self.settings), "on_delivery": self._on_error}
             )
         except KafkaException as exc:
             raise ConnectorError(f"Kafka producer: {exc}") from exc
@@ -72,15 +78,8 @@ class KafkaOutput:
         producer = self._producer
         assert producer is not None, "open() first"
         topics, naming = self.topics, self.naming
-        produce = producer.produce
         for rec, d, t in zip(out.records, out.device.tolist(), out.stype.tolist(), strict=True):
-            key = naming.device_id(d).encode()
-            while True:
-                try:
-                    produce(topics[t], rec, key)
-                    break
-                except BufferError:  # local queue full: let deliveries drain it
-                    producer.poll(0.05)
+            produce_waiting(producer, topics[t], rec, naming.device_id(d).encode())
             self.stats.bytes += len(rec)
         self._produced += len(out)
         self.stats.messages = self._produced

@@ -17,6 +17,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from iotpipe.connectors.kafka import produce_waiting, producer_config
 from iotpipe.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -30,32 +31,17 @@ class ConfirmedProducer:
 
     def __init__(self, kafka: KafkaSettings, name: str, **config: Any) -> None:
         self.name = name
-        self._producer = Producer(
-            {
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "message.timeout.ms": 0,  # retry while Kafka is away; never fail a write on time
-                **config,
-                **kafka.client_config(),
-            }
-        )
+        self._producer = Producer(producer_config(kafka, **{"linger.ms": 5, **config}))
         self._refused: list[tuple[int, str]] = []
 
     def send(self, records: Sequence[Record]) -> list[tuple[int, str]]:
         """Write all; returns (index, error) of the records Kafka refused for good."""
         self._refused = []
         for i, (topic, value, key) in enumerate(records):
-            callback = self._callback(i)
-            while True:
-                try:
-                    self._producer.produce(topic, value, key, on_delivery=callback)
-                    break
-                except BufferError:
-                    self._producer.poll(0.1)
-                except Exception as exc:  # refused at once (e.g. too large)
-                    self._refused.append((i, str(exc)))
-                    break
+            try:
+                produce_waiting(self._producer, topic, value, key, self._callback(i))
+            except Exception as exc:  # refused at once (e.g. too large)
+                self._refused.append((i, str(exc)))
         started = time.monotonic()
         warned = started
         while self._producer.flush(1.0):

@@ -1,4 +1,9 @@
-"""Kafka administration: readiness checks and topic creation.
+"""Kafka for every stage: producer settings, the full-queue wait, readiness, topics.
+
+Every producer of the project starts from ``producer_config``: idempotent,
+``acks=all``, and no write ever timed out (``message.timeout.ms=0``: while
+Kafka is away librdkafka keeps retrying, and the caller keeps whatever it
+must not acknowledge yet). Each use adds only its batching tuning.
 
 Topics are created explicitly with the configured partition count (the broker
 has auto-creation off), so the partitioning that scales flows out is a
@@ -7,15 +12,58 @@ decision, not an accident.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from iotpipe.errors import ConnectorError
 from iotpipe.settings import KafkaSettings
+
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+RELIABLE: dict[str, Any] = {
+    "enable.idempotence": True,  # a retried batch is written once
+    "acks": "all",
+    "message.timeout.ms": 0,  # retry while Kafka is away; never fail a write on time
+    # librdkafka backs reconnects off to 10 s by default; after an outage every
+    # second a queue waits here is a second the flow may close windows without it.
+    "reconnect.backoff.max.ms": 1_000,
+}
+
+
+def producer_config(kafka: KafkaSettings, **tuning: Any) -> dict[str, Any]:
+    """The reliable defaults, then this use's tuning, then ``IOTPIPE_KAFKA_OPTIONS``."""
+    return {**RELIABLE, **tuning, **kafka.client_config()}
+
+
+def produce_waiting(
+    producer: Producer,
+    topic: str,
+    value: bytes,
+    key: bytes | None = None,
+    on_delivery: DeliveryCallback | None = None,
+    wait: Callable[[], object] | None = None,
+) -> None:
+    """Queue one write; while librdkafka's queue is full, wait for it to drain (never drop).
+
+    ``wait`` is how to let it drain: by default this thread polls the
+    producer; a caller whose own thread polls passes a short sleep.
+    """
+    while True:
+        try:
+            if on_delivery is None:
+                producer.produce(topic, value, key)
+            else:
+                producer.produce(topic, value, key, on_delivery=on_delivery)
+            return
+        except BufferError:
+            if wait is None:
+                producer.poll(0.05)
+            else:
+                wait()
 
 
 def admin_client(settings: KafkaSettings, **overrides: Any) -> AdminClient:

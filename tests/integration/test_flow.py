@@ -23,7 +23,7 @@ from flows.dataflow import flow_group
 from flows.runner import run_flow
 from iotpipe.catalogue import load_catalogue
 from iotpipe.codec import encode
-from iotpipe.connectors.kafka import delete_topics, ensure_topics
+from iotpipe.connectors.kafka import delete_topics, ensure_topics, produce_waiting
 from iotpipe.model import Reading
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
@@ -70,12 +70,7 @@ def produce(settings: Settings, readings: list[Reading]) -> None:
     topics = KafkaTopics(settings.kafka.topic_prefix)
     producer = Producer({**settings.kafka.client_config(), "linger.ms": 20})
     for r in readings:
-        while True:
-            try:
-                producer.produce(topics.readings(r.sensor_type), encode(r), r.device_id.encode())
-                break
-            except BufferError:  # librdkafka's local queue is full: let it drain
-                producer.poll(0.1)
+        produce_waiting(producer, topics.readings(r.sensor_type), encode(r), r.device_id.encode())
         producer.poll(0)
     assert producer.flush(30) == 0
 
