@@ -57,6 +57,7 @@ from bench.sink_influx import bucket_api
 from bench.stats import account, latency_summary
 from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import delete_topics, ensure_topics
+from iotpipe.schema import SENSOR_AGG
 from iotpipe.settings import Settings, load_settings
 from iotpipe.topics import KafkaTopics
 
@@ -124,7 +125,7 @@ class AggregatePoller:
     def query(self) -> dict[int, int]:
         flux = (
             f'from(bucket: "{self.bucket}") |> range(start: -3m) '
-            '|> filter(fn: (r) => r._measurement == "sensor_agg" and r._field == "count"'
+            f'|> filter(fn: (r) => r._measurement == "{SENSOR_AGG}" and r._field == "count"'
             f' and r.window == "{WINDOW_S}s") '
             '|> group(columns: ["_time"]) |> count() '
             "|> map(fn: (r) => ({_time: r._time, n: r._value})) |> group() "

@@ -24,6 +24,7 @@ from influxdb_client.client.write.point import Point
 from influxdb_client.domain.write_precision import WritePrecision
 
 from iotpipe.model import Aggregate
+from iotpipe.schema import SENSOR_AGG
 from iotpipe.settings import InfluxSettings, SinkSettings, load_settings
 from sinks import lineprotocol
 from sinks.influx import InfluxWriter
@@ -56,7 +57,7 @@ def via_points(aggs: list[Aggregate]) -> list[str]:
     """The baseline: one influxdb-client Point per aggregate."""
     point: Any = Point  # influxdb-client is untyped
     return [
-        point("sensor_agg")
+        point(SENSOR_AGG.name)
         .tag("device_id", a.device_id)
         .tag("sensor_type", a.sensor_type)
         .tag("site", a.site)

@@ -18,9 +18,11 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-AGG = "sensor_agg"
-SITE_AGG = "site_agg"  # per-site, per-type roll-ups written by the flows (IOTPIPE_FLOW_ROLLUP)
-ANOMALY = "anomaly"
+from iotpipe import schema
+
+AGG = schema.SENSOR_AGG.name
+SITE_AGG = schema.SITE_AGG.name  # per-site, per-type roll-ups (IOTPIPE_FLOW_ROLLUP)
+ANOMALY = schema.ANOMALY.name
 
 # The spans a page may ask for; anything else is refused before a query is built.
 RANGES_S: dict[str, int] = {

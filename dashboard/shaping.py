@@ -11,6 +11,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from iotpipe import metrics as m
+
 Row = Mapping[str, Any]
 STAT_FIELDS = ("mean", "min", "max")
 ALERT_COLUMNS = (
@@ -132,21 +134,21 @@ def pipeline_view(health: Mapping[str, Any]) -> dict[str, Any]:
         }
         if up and c["kind"] == "flow":
             entry["totals"] = {
-                "readings": _sample_sum(samples, "iotpipe_flow_readings_total"),
-                "aggregates": _sample_sum(samples, "iotpipe_flow_aggregates_total"),
-                "alerts": _sample_sum(samples, "iotpipe_flow_alerts_total"),
-                "late": _sample_sum(samples, "iotpipe_flow_late_total"),
-                "bad": _sample_sum(samples, "iotpipe_flow_bad_total"),
-                "sink_points": _sample_sum(samples, "iotpipe_sink_points_total"),
-                "sink_retries": _sample_sum(samples, "iotpipe_sink_retries_total"),
-                "sink_dead_lettered": _sample_sum(samples, "iotpipe_sink_dead_lettered_total"),
+                "readings": _sample_sum(samples, m.FLOW_READINGS.sample),
+                "aggregates": _sample_sum(samples, m.FLOW_AGGREGATES.sample),
+                "alerts": _sample_sum(samples, m.FLOW_ALERTS.sample),
+                "late": _sample_sum(samples, m.FLOW_LATE.sample),
+                "bad": _sample_sum(samples, m.FLOW_BAD.sample),
+                "sink_points": _sample_sum(samples, m.SINK_POINTS.sample),
+                "sink_retries": _sample_sum(samples, m.SINK_RETRIES.sample),
+                "sink_dead_lettered": _sample_sum(samples, m.SINK_DEAD_LETTERED.sample),
             }
         elif up:
             entry["totals"] = {
-                "messages": _sample_sum(samples, "iotpipe_ingest_messages_total"),
-                "readings": _sample_sum(samples, "iotpipe_ingest_readings_total"),
-                "produced": _sample_sum(samples, "iotpipe_ingest_produced_total"),
-                "dead_lettered": _sample_sum(samples, "iotpipe_ingest_dead_lettered_total"),
+                "messages": _sample_sum(samples, m.INGEST_MESSAGES.sample),
+                "readings": _sample_sum(samples, m.INGEST_READINGS.sample),
+                "produced": _sample_sum(samples, m.INGEST_PRODUCED.sample),
+                "dead_lettered": _sample_sum(samples, m.INGEST_DEAD_LETTERED.sample),
             }
         components.append(entry)
     return {

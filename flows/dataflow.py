@@ -112,11 +112,6 @@ def flow_config(settings: Settings) -> FlowConfig:
     )
 
 
-def flow_group(settings: Settings) -> str:
-    """The Kafka consumer group a flow commits its progress under (for lag monitoring)."""
-    return f"{settings.kafka.topic_prefix}iotpipe-flow-{settings.flow.priority}"
-
-
 def served_types(settings: Settings, catalogue: Catalogue) -> list[str]:
     """The sensor types of this flow's priority class."""
     if settings.flow.priority == "all":
@@ -148,7 +143,7 @@ def build_flow(
         source = KafkaBatchSource(
             settings.kafka,
             [topics.readings(t) for t in types],
-            group_id=flow_group(settings),
+            group_id=topics.flow_group(settings.flow.priority),
             batch_size=batch_size,
             tail=tail,
         )

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from flows.dataflow import build_flow
 from flows.stats import FlowStats, FlowStatsCollector
 from iotpipe.errors import ConfigError
+from iotpipe.metrics import flow_metrics_port
 from iotpipe.settings import Settings
 
 log = logging.getLogger("iotpipe.flow")
@@ -82,19 +83,8 @@ def _by_signal(exc: BaseException) -> bool:
     return False
 
 
-def metrics_port(settings: Settings, process_id: int = 0) -> int:
-    """The normal flow on the configured port, the high flow on the next; 0 = off.
-
-    Processes of a multi-process flow (``-i``/``-a``) each take a further 2.
-    """
-    base = settings.flow.metrics_port
-    if not base:
-        return 0
-    return base + (1 if settings.flow.priority == "high" else 0) + 2 * process_id
-
-
 def serve_metrics(settings: Settings, stats: FlowStats, process_id: int = 0) -> None:
-    port = metrics_port(settings, process_id)
+    port = flow_metrics_port(settings.flow.metrics_port, settings.flow.priority, process_id)
     if not port:
         return
     registry = CollectorRegistry()

@@ -12,10 +12,11 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from flows.partition import Output
+from iotpipe import metrics as m
 from sinks.influx import WriterStats
 
 
@@ -66,30 +67,22 @@ class FlowStatsCollector(Collector):
         points = sum(w.points_written for w in writers)
         retries = sum(w.retries for w in writers)
         dead = sum(w.dead_lettered for w in writers)
-        for name, doc, value in (
-            ("iotpipe_flow_readings", "Readings taken in", s.readings),
-            ("iotpipe_flow_bad", "Kafka values that were not readings", s.bad),
-            ("iotpipe_flow_late", "Readings later than the allowed lateness", s.late),
-            ("iotpipe_flow_duplicates", "Readings dropped as already counted", s.duplicates),
-            ("iotpipe_flow_aggregates", "Window aggregates emitted", s.aggregates),
-            ("iotpipe_flow_site_aggregates", "Per-site roll-ups emitted", s.site_aggregates),
-            (
-                "iotpipe_flow_site_partials_dropped",
-                "Partials that came after their roll-up was retired",
-                s.site_partials_dropped,
-            ),
-            ("iotpipe_sink_points", "Points InfluxDB accepted", points),
-            ("iotpipe_sink_retries", "InfluxDB write attempts retried", retries),
-            ("iotpipe_sink_dead_lettered", "Points sent to dlq.sink", dead),
+        for metric, value in (
+            (m.FLOW_READINGS, s.readings),
+            (m.FLOW_BAD, s.bad),
+            (m.FLOW_LATE, s.late),
+            (m.FLOW_DUPLICATES, s.duplicates),
+            (m.FLOW_AGGREGATES, s.aggregates),
+            (m.FLOW_SITE_AGGREGATES, s.site_aggregates),
+            (m.FLOW_SITE_PARTIALS_DROPPED, s.site_partials_dropped),
+            (m.SINK_POINTS, points),
+            (m.SINK_RETRIES, retries),
+            (m.SINK_DEAD_LETTERED, dead),
         ):
-            family = CounterMetricFamily(name, doc, labels=["flow"])
+            family = metric.family()
             family.add_metric(flow, value)
             yield family
-        alerts = CounterMetricFamily(
-            "iotpipe_flow_alerts",
-            "Alert events emitted",
-            labels=["flow", "detector", "state", "severity"],
-        )
+        alerts = m.FLOW_ALERTS.family()
         for (detector, state, severity), n in sorted(s.alerts.items()):
             alerts.add_metric([s.flow, detector, state, severity], n)
         yield alerts

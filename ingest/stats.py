@@ -12,13 +12,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from iotpipe import metrics as m
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -71,47 +68,25 @@ class StatsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
-        yield CounterMetricFamily(
-            "iotpipe_ingest_messages", "MQTT messages received", value=s.messages
-        )
-        yield CounterMetricFamily(
-            "iotpipe_ingest_readings", "Valid readings decoded", value=s.readings
-        )
-        produced = CounterMetricFamily(
-            "iotpipe_ingest_produced", "Readings confirmed by Kafka", labels=["sensor_type"]
-        )
+        yield m.INGEST_MESSAGES.family(s.messages)
+        yield m.INGEST_READINGS.family(s.readings)
+        produced = m.INGEST_PRODUCED.family()
         for sensor_type, n in sorted(s.produced.items()):
             produced.add_metric([sensor_type], n)
         yield produced
-        dead = CounterMetricFamily(
-            "iotpipe_ingest_dead_lettered", "Refused items sent to dlq.ingest", labels=["reason"]
-        )
+        dead = m.INGEST_DEAD_LETTERED.family()
         for reason, n in sorted(s.dead_lettered.items()):
             dead.add_metric([reason], n)
         yield dead
-        yield CounterMetricFamily(
-            "iotpipe_ingest_acked", "MQTT messages acknowledged", value=s.acked
-        )
-        yield GaugeMetricFamily(
-            "iotpipe_ingest_inflight", "MQTT messages awaiting Kafka confirmation", value=s.inflight
-        )
-        yield GaugeMetricFamily(
-            "iotpipe_ingest_loop_alive",
-            "1 while the MQTT network loop runs; 0 means the process is exiting",
-            value=1 if s.loop_alive else 0,
-        )
-        yield CounterMetricFamily(
-            "iotpipe_ingest_kafka_delivery_errors",
-            "Kafka writes that failed",
-            value=s.delivery_errors,
-        )
+        yield m.INGEST_ACKED.family(s.acked)
+        yield m.INGEST_INFLIGHT.family(s.inflight)
+        yield m.INGEST_LOOP_ALIVE.family(1 if s.loop_alive else 0)
+        yield m.INGEST_DELIVERY_ERRORS.family(s.delivery_errors)
         cumulative, buckets = 0, []
         for bound, n in zip((*LATENCY_BUCKETS_S, float("inf")), s.latency_counts, strict=True):
             cumulative += n
             buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
+        latency = m.INGEST_DELIVERY_SECONDS
         yield HistogramMetricFamily(
-            "iotpipe_ingest_kafka_delivery_seconds",
-            "Time from MQTT receipt to Kafka confirmation",
-            buckets=buckets,
-            sum_value=s.latency_sum,
+            latency.name, latency.doc, buckets=buckets, sum_value=s.latency_sum
         )

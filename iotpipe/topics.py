@@ -111,6 +111,10 @@ class KafkaTopics:
         """Readings that arrived after their window closed (counted, never dropped)."""
         return f"{self.prefix}late"
 
+    def flow_group(self, priority: str) -> str:
+        """The Kafka consumer group a flow of this priority commits its offsets under."""
+        return f"{self.prefix}iotpipe-flow-{priority}"
+
     def sensor_type_of(self, topic: str) -> str | None:
         """Inverse of ``readings``: the sensor type a readings topic carries."""
         head = f"{self.prefix}readings."

@@ -27,6 +27,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client.parser import text_string_to_metric_families
 
+from iotpipe import metrics as m
 from iotpipe.catalogue import load_catalogue
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
@@ -48,24 +49,19 @@ TopicRole = Literal["readings", "alerts", "aggregates", "dlq.ingest", "dlq.sink"
 # Counters turned into per-second rates, per kind of component: (key, sample name).
 RATE_COUNTERS: dict[str, tuple[tuple[str, str], ...]] = {
     "ingest": (
-        ("messages", "iotpipe_ingest_messages_total"),
-        ("readings", "iotpipe_ingest_readings_total"),
-        ("produced", "iotpipe_ingest_produced_total"),
-        ("dead_lettered", "iotpipe_ingest_dead_lettered_total"),
+        ("messages", m.INGEST_MESSAGES.sample),
+        ("readings", m.INGEST_READINGS.sample),
+        ("produced", m.INGEST_PRODUCED.sample),
+        ("dead_lettered", m.INGEST_DEAD_LETTERED.sample),
     ),
     "flow": (
-        ("readings", "iotpipe_flow_readings_total"),
-        ("aggregates", "iotpipe_flow_aggregates_total"),
-        ("alerts", "iotpipe_flow_alerts_total"),
-        ("late", "iotpipe_flow_late_total"),
-        ("sink_points", "iotpipe_sink_points_total"),
+        ("readings", m.FLOW_READINGS.sample),
+        ("aggregates", m.FLOW_AGGREGATES.sample),
+        ("alerts", m.FLOW_ALERTS.sample),
+        ("late", m.FLOW_LATE.sample),
+        ("sink_points", m.SINK_POINTS.sample),
     ),
 }
-
-
-def flow_group(settings: Settings, priority: str) -> str:
-    """The Kafka consumer group a flow commits its offsets under."""
-    return f"{settings.kafka.topic_prefix}iotpipe-flow-{priority}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,8 +279,8 @@ class HealthCollector:
         flow_port = self.settings.flow.metrics_port
         return [
             ("ingest", "ingest", self.settings.ingest.metrics_port),
-            ("flow-normal", "flow", flow_port),
-            ("flow-high", "flow", flow_port + 1 if flow_port else 0),
+            ("flow-normal", "flow", m.flow_metrics_port(flow_port, "normal")),
+            ("flow-high", "flow", m.flow_metrics_port(flow_port, "high")),
         ]
 
     # -- Prometheus -----------------------------------------------------------
@@ -419,7 +415,7 @@ class HealthCollector:
         out: dict[str, list[TopicPartition]] = {}
         for priority in ("normal", "high"):
             topics = [self.names.readings(t.name) for t in self.catalogue.by_priority(priority)]
-            out[flow_group(self.settings, priority)] = [
+            out[self.names.flow_group(priority)] = [
                 TopicPartition(t, p) for t in sorted(topics) for p in parts.get(t, [])
             ]
         return out
@@ -432,13 +428,11 @@ class HealthCollector:
         ingest = next(c for c in components if c.name == "ingest")
         flows = [c for c in components if c.kind == "flow" and c.up]
         sink_total = (
-            int(sum(c.total("iotpipe_sink_dead_lettered_total") or 0 for c in flows))
-            if flows
-            else None
+            int(sum(c.total(m.SINK_DEAD_LETTERED.sample) or 0 for c in flows)) if flows else None
         )
         by_topic = {t.role: t.messages for t in topics}
         if ingest.up:
-            reasons = ingest.by_label("iotpipe_ingest_dead_lettered_total", "reason")
+            reasons = ingest.by_label(m.INGEST_DEAD_LETTERED.sample, "reason")
             return DeadLetters(
                 "ingest metrics",
                 {k: int(v) for k, v in sorted(reasons.items())},
@@ -460,7 +454,7 @@ class HealthCollector:
             if c.kind != "flow" or not c.up:
                 continue
             for s in c.samples:
-                if s.name != "iotpipe_flow_alerts_total":
+                if s.name != m.FLOW_ALERTS.sample:
                     continue
                 det, state = s.labels.get("detector", "?"), s.labels.get("state", "?")
                 by_detector[det] = by_detector.get(det, 0) + int(s.value)

@@ -32,15 +32,16 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from iotpipe import schema
 from iotpipe.errors import IotpipeError
 from iotpipe.settings import Settings
-from ops.health import ComponentMetrics, HealthCollector, PipelineHealth, flow_group
+from iotpipe.topics import KafkaTopics
+from ops.health import ComponentMetrics, HealthCollector, PipelineHealth
 from sinks.influx import InfluxWriter
-from sinks.lineprotocol import escape_tag
+from sinks.lineprotocol import point_line
 
 log = logging.getLogger(__name__)
 
-MEASUREMENT = "pipeline"
 _STATE_STYLE = {"up": "green", "external": "cyan", "down": "red", "unhealthy": "yellow"}
 
 
@@ -89,7 +90,8 @@ def _throughput(health: PipelineHealth) -> Table:
 
 def _topics(health: PipelineHealth, settings: Settings) -> Table:
     lag = health.lag_by_topic()
-    groups = {"normal": flow_group(settings, "normal"), "high": flow_group(settings, "high")}
+    names = KafkaTopics(settings.kafka.topic_prefix)
+    groups = {p: names.flow_group(p) for p in ("normal", "high")}
     table = Table(
         "topic",
         "parts",
@@ -164,15 +166,8 @@ def render(health: PipelineHealth, settings: Settings) -> RenderableType:
 # -- the record -----------------------------------------------------------------
 
 
-def _tags(**tags: str | None) -> str:
-    return "".join(f",{k}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
-
-
 def _line(kind: str, tags: dict[str, str | None], fields: dict[str, float | int], ts: int) -> str:
-    body = ",".join(
-        f"{k}={v}i" if isinstance(v, int) else f"{k}={float(v)!r}" for k, v in fields.items()
-    )
-    return f"{MEASUREMENT}{_tags(kind=kind, **tags)} {body} {ts}"
+    return point_line(schema.PIPELINE, {"kind": kind, **tags}, fields, ts)
 
 
 def pipeline_lines(health: PipelineHealth) -> list[str]:

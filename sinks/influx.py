@@ -37,9 +37,10 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_never
 
 from iotpipe.errors import ConfigError, ConnectorError
+from iotpipe.schema import PRECISION
 from iotpipe.settings import InfluxSettings, Settings, SinkSettings
 from sinks.dead_letter import DeadLetterWriter, SinkDeadLetter, now_ms
-from sinks.lineprotocol import PRECISION, Lines, build_lines
+from sinks.lineprotocol import Lines, build_lines
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,13 @@ Escaping (checked against InfluxDB 2.7's parser, see the integration tests):
   (``dev\\``). Such points are returned as rejections (the writer
   dead-letters them with the reason), never written altered.
 - string fields: ``"`` and ``\\`` get a backslash; newlines are fine inside quotes.
-- measurement names and keys are constants of this module.
+- measurement names and keys come from ``iotpipe.schema`` (the shared contract).
 
 Types are fixed per field: floats always carry a decimal point or exponent
 (``21.0``, never ``21``), counts are integers (``3i``), NaN and infinities
 (which InfluxDB cannot store) are left out of the point, and a point left
 with no fields is rejected. Timestamps are integer milliseconds
-(``PRECISION``), so the same input always gives the same line and a replay
+(``iotpipe.schema.PRECISION``), so the same input always gives the same line and a replay
 overwrites instead of duplicating.
 """
 
@@ -32,13 +32,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from iotpipe import schema
 from iotpipe.model import Aggregate, Alert, Reading, SiteAggregate
 
-PRECISION = "ms"
-AGG_MEASUREMENT = "sensor_agg"
-SITE_AGG_MEASUREMENT = "site_agg"
-ANOMALY_MEASUREMENT = "anomaly"
-READING_MEASUREMENT = "reading"
+AGG_MEASUREMENT = schema.SENSOR_AGG.name
+SITE_AGG_MEASUREMENT = schema.SITE_AGG.name
+ANOMALY_MEASUREMENT = schema.ANOMALY.name
+READING_MEASUREMENT = schema.READING.name
 
 Item = Aggregate | SiteAggregate | Alert | Reading
 
@@ -134,6 +134,35 @@ class Lines:
 def _float_fields(pairs: Iterable[tuple[str, float]]) -> str:
     """Slow path: drop non-finite floats (InfluxDB cannot store them)."""
     return ",".join(f"{k}={v!r}" for k, v in pairs if math.isfinite(v))
+
+
+def point_line(
+    measurement: schema.Measurement,
+    tags: dict[str, str | None],
+    fields: dict[str, float | int],
+    ts: int,
+) -> str:
+    """One point of a low-volume measurement (``pipeline``), checked against the schema.
+
+    Empty tags are left out, as are non-finite floats; a point left with no
+    field, or a key the schema does not name, is a ``ValueError`` (a bug in
+    the caller, not bad input).
+    """
+    for key in tags:
+        if key not in measurement.tags:
+            raise ValueError(f"{measurement.name} has no tag {key!r}")
+    body = []
+    for key, value in fields.items():
+        if not measurement.allows_field(key):
+            raise ValueError(f"{measurement.name} has no field {key!r}")
+        if isinstance(value, bool | int):
+            body.append(f"{key}={int(value)}i")
+        elif math.isfinite(value):
+            body.append(f"{key}={float(value)!r}")
+    if not body:
+        raise ValueError(f"{measurement.name} point with no finite field")
+    tagset = "".join(f",{k}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
+    return f"{measurement.name}{tagset} {','.join(body)} {int(ts)}"
 
 
 def aggregate_lines(aggs: Iterable[Aggregate]) -> Lines:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from iotpipe.errors import ConnectorError
+from iotpipe.schema import SENSOR_AGG
 from iotpipe.settings import InfluxSettings
 
 
@@ -24,7 +25,7 @@ def aggregated_readings(
     query = f"""
 from(bucket: "{influx.bucket}")
   |> range(start: {start}, stop: {stop})
-  |> filter(fn: (r) => r._measurement == "sensor_agg" and r._field == "count")
+  |> filter(fn: (r) => r._measurement == "{SENSOR_AGG}" and r._field == "count")
   |> filter(fn: (r) => r.window == "{window}")
   |> filter(fn: (r) => r.device_id =~ /^{re.escape(device_prefix)}/)
   |> group()

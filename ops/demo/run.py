@@ -36,6 +36,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.text import Text
 
+from iotpipe import metrics as m
 from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import broker_metadata, delete_topics, ensure_topics
 from iotpipe.errors import ConfigError, ConnectorError, IotpipeError
@@ -233,12 +234,12 @@ class Demo:
         restarts = sum(self.supervisor.restarts().values())
         parts = [
             f"up {up // 60}:{up % 60:02d}",
-            f"mqtt in {ingest.get('iotpipe_ingest_readings_total', 0):,.0f}",
-            f"to kafka {ingest.get('iotpipe_ingest_produced_total', 0):,.0f}",
-            f"flows read {flows.get('iotpipe_flow_readings_total', 0):,.0f}",
-            f"aggregates {flows.get('iotpipe_flow_aggregates_total', 0):,.0f}",
-            f"alerts {flows.get('iotpipe_flow_alerts_total', 0):,.0f}",
-            f"dead-lettered {ingest.get('iotpipe_ingest_dead_lettered_total', 0):,.0f}",
+            f"mqtt in {ingest.get(m.INGEST_READINGS.sample, 0):,.0f}",
+            f"to kafka {ingest.get(m.INGEST_PRODUCED.sample, 0):,.0f}",
+            f"flows read {flows.get(m.FLOW_READINGS.sample, 0):,.0f}",
+            f"aggregates {flows.get(m.FLOW_AGGREGATES.sample, 0):,.0f}",
+            f"alerts {flows.get(m.FLOW_ALERTS.sample, 0):,.0f}",
+            f"dead-lettered {ingest.get(m.INGEST_DEAD_LETTERED.sample, 0):,.0f}",
             f"restarts {restarts}",
         ]
         return " | ".join(parts)
@@ -323,7 +324,7 @@ class Demo:
             end = dk.end_offsets(kafka, self.readings_topics)
             total = dk.total(end) - dk.total(start)
             ingest, _ = self._metrics()
-            inflight = ingest.get("iotpipe_ingest_inflight", 0.0)
+            inflight = ingest.get(m.INGEST_INFLIGHT.sample, 0.0)
             if total != last_total:
                 stable_since, last_total = time.monotonic(), total
             if sent is not None and total >= sent and inflight == 0:
@@ -347,16 +348,15 @@ class Demo:
         while time.monotonic() < deadline and not self.hurry.is_set():
             self.supervisor.poll()
             _, flows = self._metrics()
-            late = flows.get("iotpipe_flow_late_total", 0.0)
+            late = flows.get(m.FLOW_LATE.sample, 0.0)
             # A redelivered reading (an ingester killed before its ack) is on the topic
             # twice; the flows drop the second copy, so it is in no aggregate.
-            dropped = flows.get("iotpipe_flow_duplicates_total", 0.0)
+            dropped = flows.get(m.FLOW_DUPLICATES.sample, 0.0)
             aggregated = self._aggregated()
             if aggregated is not None and aggregated >= arrived - late - dropped:
                 return
             figures = tuple(
-                flows.get(k, -1.0)
-                for k in ("iotpipe_flow_readings_total", "iotpipe_flow_aggregates_total")
+                flows.get(k, -1.0) for k in (m.FLOW_READINGS.sample, m.FLOW_AGGREGATES.sample)
             )
             if figures != last:
                 last, changed = figures, time.monotonic()

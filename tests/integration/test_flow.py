@@ -19,7 +19,6 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from influxdb_client import BucketRetentionRules, InfluxDBClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from flows.dataflow import flow_group
 from flows.runner import run_flow
 from iotpipe.catalogue import load_catalogue
 from iotpipe.codec import encode
@@ -172,8 +171,9 @@ def test_metrics_and_committed_progress(flow_settings: Settings) -> None:
     assert metrics[("iotpipe_flow_aggregates_total", flow)] == windows
     assert metrics[("iotpipe_sink_points_total", flow)] >= windows
     assert metrics[("iotpipe_sink_dead_lettered_total", flow)] == 0
-    topics = [KafkaTopics(s.kafka.topic_prefix).readings(t) for t in CATALOGUE.names]
-    consumer = Consumer({**s.kafka.client_config(), "group.id": flow_group(s)})
+    names = KafkaTopics(s.kafka.topic_prefix)
+    topics = [names.readings(t) for t in CATALOGUE.names]
+    consumer = Consumer({**s.kafka.client_config(), "group.id": names.flow_group(s.flow.priority)})
     try:
         meta = consumer.list_topics(timeout=10).topics
         parts = [TopicPartition(t, p) for t in topics for p in meta[t].partitions]

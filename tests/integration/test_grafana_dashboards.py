@@ -30,7 +30,7 @@ from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
-from ops.health import HealthCollector, PipelineHealth, flow_group
+from ops.health import HealthCollector, PipelineHealth
 from ops.stack import Stack
 from ops.status import Recorder
 from simulators.anomalies import AnomalyConfig
@@ -186,7 +186,7 @@ def test_health_of_the_demo_pipeline(demo: Demo) -> None:
     assert last.component("flow-high").state == "down"  # type: ignore[union-attr]
     assert flow.rates["readings"] == 0.0  # the bounded run had finished
     lag = last.lag_by_topic()
-    group = flow_group(s, "normal")
+    group = KafkaTopics(s.kafka.topic_prefix).flow_group("normal")
     for t in NORMAL_TYPES:
         assert lag[(group, KafkaTopics(s.kafka.topic_prefix).readings(t))] == 0, t
     assert last.dead_letters.source == "ingest metrics"

@@ -16,7 +16,7 @@ from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
-from ops.health import HealthCollector, PipelineHealth, collect_health, flow_group
+from ops.health import HealthCollector, PipelineHealth, collect_health
 from ops.stack import Stack
 from tests.integration.pipeline import Publisher, forget_session, isolated_settings, reading
 
@@ -145,7 +145,8 @@ def test_lag_follows_the_offsets_a_flow_group_commits(isolated: Settings) -> Non
     names = KafkaTopics(isolated.kafka.topic_prefix)
     temperature, gas = names.readings("temperature"), names.readings("gas")
     produce(isolated, {temperature: 40, gas: 4})
-    normal, high = flow_group(isolated, "normal"), flow_group(isolated, "high")
+    names = KafkaTopics(isolated.kafka.topic_prefix)
+    normal, high = names.flow_group("normal"), names.flow_group("high")
 
     health = collect_health(isolated)
     lag = health.lag_by_topic()
