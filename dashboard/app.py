@@ -24,9 +24,9 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard import flux, shaping
 from dashboard.store import BucketMissingError, FluxStore
-from flows.windows import window_label
 from iotpipe import __version__
 from iotpipe.catalogue import load_catalogue
+from iotpipe.durations import format_duration
 from iotpipe.errors import ConnectorError
 from iotpipe.settings import Settings
 
@@ -108,7 +108,7 @@ class Api:
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         step_s, window = flux.pick_resolution(range_s, self.windows_ms)
-        return flux.Span(range_s, step_s, window_label(window))
+        return flux.Span(range_s, step_s, format_duration(window))
 
     async def rows(self, query: str) -> list[dict[str, Any]]:
         try:
@@ -122,14 +122,14 @@ class Api:
             "ranges": list(flux.RANGES_S),
             "severities": list(flux.SEVERITIES),
             "sensor_types": sorted(self.catalogue.names),
-            "windows": [window_label(w) for w in self.windows_ms],
+            "windows": [format_duration(w) for w in self.windows_ms],
             "bucket": self.bucket,
             "version": __version__,
         }
 
     async def overview(self, range: RangeParam = "1h") -> dict[str, Any]:
         sp = self.span(range)
-        recent_window = window_label(self.windows_ms[0])
+        recent_window = format_duration(self.windows_ms[0])
         rate_rows, device_rows, alert_rows, stat_rows = await asyncio.gather(
             self.rows(flux.throughput(self.bucket, sp, flux.SITE_AGG)),
             self.rows(flux.devices_reporting(self.bucket, recent_window, RECENT_S)),

@@ -28,7 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 from flows.slots import SlotMap
-from flows.windows import OpenRows, window_label
+from flows.windows import OpenRows
+from iotpipe.durations import format_duration
 from iotpipe.model import Aggregate
 
 F64 = npt.NDArray[np.float64]
@@ -50,7 +51,7 @@ class SlidingWindows:
         self.length = length_ms
         self.slide = slide_ms
         self.panes_per_window = length_ms // slide_ms
-        self.label = f"{window_label(length_ms)}/{window_label(slide_ms)}"
+        self.label = f"{format_duration(length_ms)}/{format_duration(slide_ms)}"
         # Every window k <= _closed_k has been emitted (or had no readings).
         self._closed_k = _I64_MIN
         self._open = OpenRows()

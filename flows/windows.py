@@ -25,6 +25,7 @@ import numpy.typing as npt
 from flows._native import KeyIndex
 from flows.rollup import ClosedRows, SitePartial, site_partials
 from flows.slots import SlotMap, by_slot_then_time
+from iotpipe.durations import format_duration
 from iotpipe.model import Aggregate
 
 SLOT_STRIDE = 1 << 24  # up to 16M devices per partition; key = window index * stride + slot
@@ -32,14 +33,6 @@ SLOT_STRIDE = 1 << 24  # up to 16M devices per partition; key = window index * s
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
-
-
-def window_label(length_ms: int) -> str:
-    """'10s', '1m', '1h' - the ``window`` tag in InfluxDB."""
-    for unit, ms in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if length_ms % ms == 0:
-            return f"{length_ms // ms}{unit}"
-    return f"{length_ms}ms"
 
 
 @dataclass
@@ -202,7 +195,7 @@ class TumblingWindows:
 
     def __init__(self, length_ms: int) -> None:
         self.length = length_ms
-        self.label = window_label(length_ms)
+        self.label = format_duration(length_ms)
         self._open = OpenRows()
 
     @property

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -29,25 +27,6 @@ from iotpipe.errors import ConfigError, ConnectorError
 from iotpipe.model import IngestDeadLetter
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics, TopicContext, TopicError, parse_mqtt_reading_topic
-
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_moment(text: str, now: float | None = None) -> int:
-    """'2026-11-29T10:00:00Z', epoch ms, or a look-back like '30m' / '2h' / '7d' -> ms."""
-    now = time.time() if now is None else now
-    if match := _DURATION.match(text):
-        return int((now - int(match.group(1)) * _UNITS[match.group(2)]) * 1000)
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ConfigError(f"{text!r}: expected ISO-8601, epoch ms, or e.g. 30m/2h/7d") from exc
-    if moment.tzinfo is None:
-        raise ConfigError(f"{text!r}: give a timezone, e.g. {text}Z")
-    return int(moment.timestamp() * 1000)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType
 
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -17,6 +16,7 @@ from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import ensure_topics
 from iotpipe.errors import ConnectorError
 from iotpipe.settings import Settings
+from iotpipe.signals import stop_on_signals
 from iotpipe.topics import KafkaTopics
 
 log = logging.getLogger("iotpipe.ingest")
@@ -69,16 +69,26 @@ def run_ingester(
             settings.ingest.metrics_port,
         )
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
+    def note(signum: int) -> None:
         log.info("%s: stopping", signal.Signals(signum).name)
-        stop.set()
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-    ingester.start()
-    if on_start is not None:
-        on_start(ingester)  # embedding code (and tests) get the running ingester
+    with stop_on_signals(stop, again=stop.set, note=note):
+        ingester.start()
+        if on_start is not None:
+            on_start(ingester)  # embedding code (and tests) get the running ingester
+        _watch(ingester, settings, stop)
+        drained = ingester.stop()  # a repeated signal during the drain changes nothing
+    log.info(summary_line(ingester.stats, None, 1.0))
+    if not drained:
+        log.warning(
+            "stopped with %d messages unacknowledged; the broker will redeliver them",
+            ingester.stats.inflight,
+        )
+    return ingester.stats
+
+
+def _watch(ingester: Ingester, settings: Settings, stop: threading.Event) -> None:
+    """Until ``stop``: summary lines, and exit if the MQTT network loop has died."""
     interval = settings.ingest.log_interval_s or 3600.0
     previous: IngestStats | None = None
     last = time.monotonic()
@@ -94,14 +104,6 @@ def run_ingester(
         if settings.ingest.log_interval_s:
             log.info(summary_line(ingester.stats, previous, now - last))
         previous, last = _snapshot(ingester.stats), now
-    drained = ingester.stop()
-    log.info(summary_line(ingester.stats, None, 1.0))
-    if not drained:
-        log.warning(
-            "stopped with %d messages unacknowledged; the broker will redeliver them",
-            ingester.stats.inflight,
-        )
-    return ingester.stats
 
 
 def _snapshot(stats: IngestStats) -> IngestStats:

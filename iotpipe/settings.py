@@ -23,6 +23,7 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from iotpipe.durations import parse_durations
 from iotpipe.errors import ConfigError
 
 ENV_PREFIX = "IOTPIPE_"
@@ -273,6 +274,12 @@ class AlertSettings(BaseSettings):
     webhook_max_attempts: int = Field(
         4, ge=1, description="Tries per alert before it goes to dlq.sink."
     )
+    webhook_retry_initial_s: float = Field(
+        0.5, gt=0, description="First pause between tries; doubles, with jitter."
+    )
+    webhook_retry_max_s: float = Field(
+        30.0, gt=0, description="Longest pause between tries (and Retry-After)."
+    )
     publish_timeout_s: float = Field(30.0, gt=0, description="Wait for MQTT PUBACK / Kafka ack.")
     dedupe_horizon_s: int = Field(
         3600, ge=0, description="The same alert_id and state are emitted once within this."
@@ -384,20 +391,6 @@ class FlowSettings(BaseSettings):
 
     def sliding_ms(self) -> tuple[tuple[int, int], ...]:
         return parse_sliding(self.sliding)
-
-
-_DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-
-
-def parse_durations(text: str) -> tuple[int, ...]:
-    """'10s,1m' -> (10000, 60000); raises ValueError naming the bad part."""
-    out = []
-    for part in (p.strip() for p in text.split(",")):
-        match = re.fullmatch(r"(\d+)(ms|s|m|h)", part)
-        if not match or int(match.group(1)) <= 0:
-            raise ValueError(f"{part!r} is not a duration like 500ms, 10s, 1m or 1h")
-        out.append(int(match.group(1)) * _DURATION_UNITS[match.group(2)])
-    return tuple(out)
 
 
 class SimulatorSettings(BaseSettings):

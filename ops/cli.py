@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -21,12 +22,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from flows.runner import run_flow
-from ingest.dlq import DlqFilter, inspect, make_fixup, parse_moment, read_dead_letters, replay
+from ingest.dlq import DlqFilter, inspect, make_fixup, read_dead_letters, replay
 from ingest.runner import run_ingester
 from iotpipe import __version__
 from iotpipe.catalogue import load_catalogue
 from iotpipe.codec import ReadingDecoder, encode
 from iotpipe.connectors.kafka import broker_metadata
+from iotpipe.durations import parse_moment
 from iotpipe.errors import ConfigError, IotpipeError
 from iotpipe.settings import (
     CONFIG_FILE_VAR,
@@ -140,9 +142,18 @@ def _dlq_filter(
     return DlqFilter(
         reason=reason,
         device=device,
-        since_ms=parse_moment(since) if since else None,
-        until_ms=parse_moment(until) if until else None,
+        since_ms=_moment("--since", since),
+        until_ms=_moment("--until", until),
     )
+
+
+def _moment(option: str, text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        return parse_moment(text, int(time.time() * 1000), bare_is_past=True)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from exc
 
 
 @dlq_app.command("inspect")

@@ -8,9 +8,7 @@ errors print ``Error: ...`` and exit 1; Ctrl-C stops cleanly with a summary.
 from __future__ import annotations
 
 import json
-import re
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,8 +19,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from iotpipe.catalogue import Catalogue, load_catalogue
+from iotpipe.durations import parse_moment
 from iotpipe.errors import ConfigError, IotpipeError
 from iotpipe.settings import CONFIG_FILE_VAR, Settings, SimulatorSettings, load_settings
+from iotpipe.signals import stop_on_signals
 from simulators.anomalies import AnomalyConfig, parse_mix
 from simulators.faults import FaultConfig, FaultInjector
 from simulators.fleet import Fleet, FleetConfig
@@ -32,11 +32,9 @@ from simulators.names import Naming, site_names
 from simulators.outputs import JsonLinesOutput, NullOutput, Output
 from simulators.payloads import PayloadEncoder
 from simulators.replay import ReplaySource
-from simulators.runner import RunConfig, Simulation, Source, Summary, stop_on_signals
+from simulators.runner import RunConfig, Simulation, Source, Summary
 from simulators.truth import TruthWriter
 
-_RELATIVE = re.compile(r"^([+-]?\d+(?:\.\d+)?)\s*([smhd])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 DEFAULT_BACKDATE_S = 86_400.0
 _FLAGS = {
     "interval_s": "--interval",
@@ -205,18 +203,10 @@ def parse_start(text: str, now_ms: int, span_s: float | None, realtime: bool) ->
         return now_ms - int((span_s if span_s is not None else DEFAULT_BACKDATE_S) * 1000)
     if text == "now":
         return now_ms
-    match = _RELATIVE.match(text)
-    if match:
-        return now_ms + int(float(match.group(1)) * _UNIT_S[match.group(2)] * 1000)
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"--start {text!r}: use auto, now, ISO-8601 with a timezone, or -2h/-30m/-1d"
-        ) from None
-    if moment.tzinfo is None:
-        raise ConfigError(f"--start {text!r}: ISO-8601 needs a timezone (e.g. Z)")
-    return int(moment.timestamp() * 1000)
+        return parse_moment(text, now_ms, bare_is_past=False)
+    except ValueError as exc:
+        raise ConfigError(f"--start: {exc} (or auto, now)") from None
 
 
 def build_source(sim: SimulatorSettings, catalogue: Catalogue, now_ms: int) -> Source:

@@ -9,14 +9,12 @@ no faster than the token bucket allows.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import FrameType
 from typing import Any, Protocol
 
 import numpy as np
@@ -125,26 +123,6 @@ def step_ms(source_rate: float, config: RunConfig, devices: int = 0) -> float:
     if config.rate > 0:
         step = min(step, 0.1 * config.rate / per_ms)
     return max(step, 1.0)
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """First Ctrl-C (or SIGTERM) asks the loop to stop cleanly; a second one aborts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 class Simulation:

@@ -16,7 +16,6 @@ alert to ``dlq.sink`` (counted) rather than holding every other alert back.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 import uuid
@@ -30,18 +29,18 @@ import paho.mqtt.client as mqtt_client
 import urllib3
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import Consumer, TopicPartition
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from iotpipe.connectors.kafka import broker_metadata
 from iotpipe.connectors.mqtt import build_client
 from iotpipe.errors import ConfigError, ConnectorError
 from iotpipe.model import Alert
+from iotpipe.retry import Backoff, retry_after_s
 from iotpipe.settings import AlertSettings, KafkaSettings, MqttSettings, Settings
 from iotpipe.topics import KafkaTopics, TopicError, mqtt_alert_topic
 from sinks.alert_policy import SIGNATURE_HEADER, AlertGate, Verdict, sign
 from sinks.confirmed import ConfirmedProducer
 from sinks.dead_letter import DeadLetterWriter, SinkDeadLetter, now_ms
-from sinks.influx import retry_after_s
 
 log = logging.getLogger(__name__)
 event_log = logging.getLogger("iotpipe.alerts")
@@ -157,6 +156,7 @@ class WebhookTarget:
     ) -> None:
         self.url = settings.webhook_url
         self.attempts = settings.webhook_max_attempts
+        self._backoff = Backoff(settings.webhook_retry_initial_s, settings.webhook_retry_max_s)
         secret = settings.webhook_secret
         self._secret = secret.get_secret_value() if secret else None
         self._sleep = sleep
@@ -176,7 +176,7 @@ class WebhookTarget:
             headers[SIGNATURE_HEADER] = sign(body, self._secret)
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
-            wait=_backoff,
+            wait=self._backoff,
             retry=retry_if_exception(lambda e: isinstance(e, ConnectorError) and e.retryable),
             sleep=self._sleep,
             reraise=True,
@@ -201,15 +201,6 @@ class WebhookTarget:
 
     def close(self) -> None:
         self._http.clear()
-
-
-def _backoff(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    after = getattr(exc, "retry_after", None)
-    if after is not None:
-        return float(min(after, 30.0))
-    ceiling = min(10.0, 0.5 * 2 ** (state.attempt_number - 1))
-    return random.uniform(ceiling / 2, ceiling)
 
 
 def log_alert(alert: Alert) -> None:

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import gzip
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -37,6 +35,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_never
 
 from iotpipe.errors import ConfigError, ConnectorError
+from iotpipe.retry import Backoff, retry_after_s
 from iotpipe.schema import PRECISION
 from iotpipe.settings import InfluxSettings, Settings, SinkSettings
 from sinks.dead_letter import DeadLetterWriter, SinkDeadLetter, now_ms
@@ -65,20 +64,6 @@ class WriterStats:
     retries: int = 0
     dead_lettered: int = 0
     batches_given_up: int = 0
-
-
-def retry_after_s(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 class InfluxWriter:
@@ -215,7 +200,7 @@ class InfluxWriter:
         attempts = self.sink.retry_max_attempts
         retrying = Retrying(
             stop=stop_after_attempt(attempts) if attempts else stop_never,
-            wait=self._wait,
+            wait=Backoff(self.sink.retry_initial_s, self.sink.retry_max_s),
             retry=retry_if_exception(lambda e: isinstance(e, ConnectorError) and e.retryable),
             sleep=self._sleep,
             before_sleep=self._before_sleep,
@@ -248,16 +233,6 @@ class InfluxWriter:
         if status in _CONFIG_STATUS:
             raise ConfigError(f"InfluxDB write to bucket {self.bucket!r}: HTTP {status}: {text}")
         raise PointRejectedError(f"HTTP {status}: {text}", status)
-
-    def _wait(self, state: RetryCallState) -> float:
-        """Exponential backoff with full jitter; a server's Retry-After wins."""
-        exc = state.outcome.exception() if state.outcome else None
-        cap = self.sink.retry_max_s
-        after = getattr(exc, "retry_after", None)
-        if after is not None:
-            return float(min(after, cap))
-        ceiling = min(cap, self.sink.retry_initial_s * 2 ** (state.attempt_number - 1))
-        return random.uniform(ceiling / 2, ceiling)
 
     def _before_sleep(self, state: RetryCallState) -> None:
         self.stats.retries += 1

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import sys
 import threading
@@ -29,7 +28,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 
 from rich.console import Console
 from rich.live import Live
@@ -39,8 +37,10 @@ from rich.text import Text
 from iotpipe import metrics as m
 from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import broker_metadata, delete_topics, ensure_topics
+from iotpipe.durations import format_duration
 from iotpipe.errors import ConfigError, ConnectorError, IotpipeError
 from iotpipe.settings import CONFIG_FILE_VAR, Settings
+from iotpipe.signals import stop_on_signals
 from iotpipe.topics import KafkaTopics
 from ops.demo import kafka as dk
 from ops.demo.components import COMPONENTS, INGESTER, SIMULATOR, child_specs
@@ -161,26 +161,6 @@ def make_plan(settings: Settings, opts: DemoOptions, run_id: str | None = None) 
         run_id, workdir, updated, env, values, device_prefix + "-", ingest_port, flow_port,
         dashboard_port, own_topics=not settings.kafka.topic_prefix,
     )  # fmt: skip
-
-
-@contextmanager
-def _stop_requests(stop: threading.Event, hurry: threading.Event) -> Iterator[None]:
-    """First Ctrl-C/SIGTERM: stop cleanly (drain); second: stop without draining."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            hurry.set()
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 class Demo:
@@ -368,13 +348,11 @@ class Demo:
 
     def _aggregated(self) -> int | None:
         """Readings of this run counted in the shortest window's aggregates (InfluxDB)."""
-        from flows.windows import window_label
-
         shortest = min(self.plan.settings.flow.window_lengths_ms())
         try:
             return aggregated_readings(
                 self.plan.settings.influx,
-                window_label(shortest),
+                format_duration(shortest),
                 self.plan.device_prefix,
                 self.start_ms - shortest,
                 int(time.time() * 1000) + 60_000,
@@ -432,8 +410,6 @@ class Demo:
         )
         if sent is None:
             self.notes.append("a simulator run ended without its summary: sent is unknown")
-        from flows.windows import window_label
-
         aggregated = self._aggregated()
         if aggregated is None:
             self.notes.append(f"aggregates unknown: {self._influx_error}")
@@ -451,7 +427,7 @@ class Demo:
             ingested_by_type=dict(sorted(back.by_type.items())),
             aggregated=aggregated,
             late=late,
-            aggregate_window=window_label(min(self.plan.settings.flow.window_lengths_ms())),
+            aggregate_window=format_duration(min(self.plan.settings.flow.window_lengths_ms())),
             dead_lettered=dict(sorted(reasons.items())),
             sink_dead_lettered=sink_dead,
             alerts_by_detector=dict(sorted(alerts.by_detector.items())),
@@ -472,7 +448,7 @@ class Demo:
 
     def run(self, live: bool) -> DemoSummary:
         self.plan.workdir.mkdir(parents=True, exist_ok=True)
-        with _stop_requests(self.stop, self.hurry):
+        with stop_on_signals(self.stop, again=self.hurry.set):
             start = self.prepare()
             try:
                 self.launch()

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows.slots import SlotMap
-from flows.windows import TumblingWindows, window_label
+from flows.windows import TumblingWindows
+from iotpipe.durations import format_duration
 from iotpipe.model import Aggregate
 from tests.unit.windowing import Batch, assert_same, random_batches
 
@@ -140,7 +141,7 @@ def test_many_devices_grow_the_state() -> None:
     ("ms", "label"), [(10_000, "10s"), (60_000, "1m"), (3_600_000, "1h"), (1500, "1500ms")]
 )
 def test_window_labels(ms: int, label: str) -> None:
-    assert window_label(ms) == label
+    assert format_duration(ms) == label
 
 
 @settings(max_examples=60, deadline=None)
