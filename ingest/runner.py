@@ -59,7 +59,7 @@ def run_ingester(
     ingester = Ingester(settings, catalogue)
     if settings.ingest.metrics_port:
         registry = CollectorRegistry()
-        registry.register(StatsCollector(ingester.stats))
+        registry.register(StatsCollector(ingester.stats, ingester.session.connected.is_set))
         start_http_server(
             settings.ingest.metrics_port, addr=settings.ingest.metrics_host, registry=registry
         )

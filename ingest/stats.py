@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client.core import HistogramMetricFamily, Metric
@@ -63,8 +63,9 @@ class IngestStats:
 class StatsCollector(Collector):
     """Exposes an ``IngestStats`` as Prometheus metrics at scrape time."""
 
-    def __init__(self, stats: IngestStats) -> None:
+    def __init__(self, stats: IngestStats, subscribed: Callable[[], bool] = bool) -> None:
         self.stats = stats
+        self.subscribed = subscribed
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
@@ -81,6 +82,7 @@ class StatsCollector(Collector):
         yield m.INGEST_ACKED.family(s.acked)
         yield m.INGEST_INFLIGHT.family(s.inflight)
         yield m.INGEST_LOOP_ALIVE.family(1 if s.loop_alive else 0)
+        yield m.INGEST_SUBSCRIBED.family(1 if self.subscribed() else 0)
         yield m.INGEST_DELIVERY_ERRORS.family(s.delivery_errors)
         cumulative, buckets = 0, []
         for bound, n in zip((*LATENCY_BUCKETS_S, float("inf")), s.latency_counts, strict=True):

@@ -61,6 +61,11 @@ INGEST_LOOP_ALIVE = Metric(
     "1 while the MQTT network loop runs; 0 means the process is exiting",
     "gauge",
 )
+INGEST_SUBSCRIBED = Metric(
+    "iotpipe_ingest_subscribed",
+    "1 while connected with the subscription granted (SUBACK): readiness for publishers",
+    "gauge",
+)
 INGEST_DELIVERY_ERRORS = Metric("iotpipe_ingest_kafka_delivery_errors", "Kafka writes that failed")
 INGEST_DELIVERY_SECONDS = Metric(
     "iotpipe_ingest_kafka_delivery_seconds",

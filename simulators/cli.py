@@ -8,6 +8,7 @@ errors print ``Error: ...`` and exit 1; Ctrl-C stops cleanly with a summary.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -140,6 +141,13 @@ Replay = Annotated[
 ReplayType = Annotated[str | None, _opt("replay_type", "Sensor type of the replayed series.")]
 ReplayDevices = Annotated[int | None, _opt("replay_devices", "Devices that replay the series.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+SummaryFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--summary-file",
+        help="Also write the summary as JSON here (replaced atomically), for supervisors.",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 Config = Annotated[
     Path | None,
@@ -166,7 +174,7 @@ def simulate(
     oversize_bytes: OversizeBytes = None, storm_every_s: StormEvery = None,
     storm_size: StormSize = None, replay: Replay = None, replay_type: ReplayType = None,
     replay_devices: ReplayDevices = None, as_json: AsJson = False, quiet: Quiet = False,
-    config: Config = None,
+    summary_file: SummaryFile = None, config: Config = None,
 ) -> None:  # fmt: skip
     """Simulate a device fleet (or replay a series) into MQTT, Kafka or a file."""
     overrides = {k: v for k, v in locals().items() if k in SimulatorSettings.model_fields}
@@ -178,6 +186,12 @@ def simulate(
         _err.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     print_summary(summary, as_json)
+    if summary_file is not None:
+        try:
+            write_summary(summary, summary_file)
+        except OSError as exc:
+            _err.print(f"[bold red]Error:[/] --summary-file: {escape(str(exc))}", highlight=False)
+            raise typer.Exit(1) from None
     if summary.interrupted:
         raise typer.Exit(130)
 
@@ -295,6 +309,14 @@ def run_simulation(settings: Settings, sim: SimulatorSettings, *, progress: bool
     )  # fmt: skip
     with stop_on_signals(simulation.stop):
         return simulation.run()
+
+
+def write_summary(summary: Summary, path: Path) -> None:
+    """Whole or not at all: a reader never sees half a summary."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(summary.as_dict()) + "\n")
+    os.replace(tmp, path)
 
 
 def print_summary(summary: Summary, as_json: bool) -> None:

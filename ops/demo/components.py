@@ -26,6 +26,8 @@ class Component:
 
 SIMULATOR = "simulator"
 INGESTER = "ingester"
+# Where each simulator start leaves its JSON summary (read by the demo, not its log).
+SIMULATOR_SUMMARY = "{workdir}/sim-summary-{run_id}-{attempt}.json"
 
 COMPONENTS: tuple[Component, ...] = (
     Component(INGESTER, ("ingest",), stage=0),
@@ -38,7 +40,8 @@ COMPONENTS: tuple[Component, ...] = (
         "--speed", "1", "--start", "now", "--anomaly-rate", "{anomaly_rate}",
         "--sites", "{sites}", "--site-prefix", "{site_prefix}",
         "--device-prefix", "{device_prefix}-{attempt}", "--duration", "{sim_duration}",
-        "--truth", "{workdir}/truth-{run_id}-{attempt}.jsonl", "--json", "--quiet",
+        "--truth", "{workdir}/truth-{run_id}-{attempt}.jsonl",
+        "--summary-file", SIMULATOR_SUMMARY, "--quiet",
     ), stage=3, finishes=True),
 )  # fmt: skip
 

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -43,7 +44,14 @@ from iotpipe.settings import CONFIG_FILE_VAR, Settings
 from iotpipe.signals import stop_on_signals
 from iotpipe.topics import KafkaTopics
 from ops.demo import kafka as dk
-from ops.demo.components import COMPONENTS, INGESTER, SIMULATOR, child_specs
+from ops.demo.components import (
+    COMPONENTS,
+    INGESTER,
+    SIMULATOR,
+    SIMULATOR_SUMMARY,
+    child_specs,
+    fill,
+)
 from ops.demo.influx import aggregated_readings
 from ops.demo.metrics import scrape
 from ops.demo.summary import (
@@ -203,7 +211,7 @@ class Demo:
         ingest = scrape(host, self.plan.ingest_port) or {}
         flows: dict[str, float] = {}
         fhost = self.plan.settings.flow.metrics_host
-        for port in (self.plan.flow_port, self.plan.flow_port + 1):
+        for port in (m.flow_metrics_port(self.plan.flow_port, p) for p in ("normal", "high")):
             for k, v in (scrape(fhost, port) or {}).items():
                 flows[k] = flows.get(k, 0.0) + v
         return ingest, flows
@@ -262,16 +270,18 @@ class Demo:
             self.console.print(f"dashboard: http://{host}:{self.plan.dashboard_port}/")
 
     def _wait_ingester_subscribed(self, timeout_s: float = 60.0) -> None:
-        """Readings published before the ingester subscribes would go nowhere."""
-        log = self.supervisor.children[INGESTER].log_path
+        """Readings published before the ingester subscribes would go nowhere, so the
+        simulator starts once the ingester's metrics say the broker granted (SUBACK)."""
+        host = self.plan.settings.ingest.metrics_host
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not self.stop.is_set():
             self.supervisor.poll()
-            if "subscribing to" in log.read_text(errors="replace"):
-                time.sleep(1.0)  # SUBSCRIBE sent; leave the broker a moment for SUBACK
+            ingest = scrape(host, self.plan.ingest_port) or {}
+            if ingest.get(m.INGEST_SUBSCRIBED.sample) == 1:
                 return
             time.sleep(0.2)
         if not self.stop.is_set():
+            log = self.supervisor.children[INGESTER].log_path
             raise ConnectorError(f"the ingester did not subscribe within {timeout_s:.0f} s: {log}")
 
     def _maybe_show(self) -> None:
@@ -366,13 +376,21 @@ class Demo:
         child = self.supervisor.children.get(SIMULATOR)
         if child is None:
             return 0, 0, {}
-        found = simulator_summaries(child.log_path.read_text(errors="replace"))
+        found = self._summaries(child.starts)
         labels: dict[str, int] = {}
         for s in found:
             for k, v in (s.get("labels") or {}).items():
                 labels[k] = labels.get(k, 0) + int(v)
         sent = sum(int(s["sent"]) for s in found) if len(found) >= child.starts else None
         return sent, sum(int(s.get("failed", 0)) for s in found), labels
+
+    def _summaries(self, starts: int) -> list[dict[str, Any]]:
+        values = self.plan.values
+        paths = [
+            Path(fill(SIMULATOR_SUMMARY, values).replace("{attempt}", str(n)))
+            for n in range(1, starts + 1)
+        ]
+        return simulator_summaries(paths)
 
     def _sim_end_ms(self) -> int | None:
         """Event time of the simulator's last reading (its summary's ``sim_end``)."""
@@ -381,7 +399,7 @@ class Demo:
             return None
         ends = [
             datetime.fromisoformat(s["sim_end"]).timestamp() * 1000
-            for s in simulator_summaries(child.log_path.read_text(errors="replace"))
+            for s in self._summaries(child.starts)
             if s.get("sim_end")
         ]
         return int(max(ends)) if ends else None

@@ -39,16 +39,16 @@ class _AlertOnly(msgspec.Struct):
     state: str = "raised"
 
 
-def simulator_summaries(log_text: str) -> list[dict[str, Any]]:
-    """The JSON summaries ``iotpipe simulate --json`` printed (one per clean run)."""
+def simulator_summaries(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """The summaries ``iotpipe simulate --summary-file`` wrote (one per run that ended).
+
+    A missing or unreadable file (a run killed before it could write one) is skipped.
+    """
     out = []
-    for raw in log_text.splitlines():
-        line = raw.strip()
-        if not (line.startswith("{") and '"sent"' in line):
-            continue
+    for path in paths:
         try:
-            data = json.loads(line)
-        except ValueError:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
             continue
         if isinstance(data, dict) and "sent" in data and "output" in data:
             out.append(data)

@@ -193,18 +193,22 @@ def test_metrics_endpoint_counts(pipeline: Callable[..., Settings], unique: str)
     thread = threading.Thread(target=run_ingester, args=(s, stop))
     thread.start()
     try:
+        url = f"http://127.0.0.1:{s.ingest.metrics_port}/metrics"
+
+        def scraped() -> str:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    return str(resp.read().decode())
+            except OSError:
+                return ""  # not serving yet
+
+        # Readiness is a metric: 1 once the broker granted the subscription.
+        wait_for(lambda: "iotpipe_ingest_subscribed 1.0" in scraped(), 30, "subscribed")
         pub = Publisher(s.mqtt, f"pub-{unique}")
-        time.sleep(1.0)
         for seq in range(5):
             pub.publish(f"sensors/s/gas/dev-{unique}", reading(f"dev-{unique}", seq, "gas"))
         pub.publish(f"sensors/s/gas/dev-{unique}", b"{oops")
         pub.wait_all()
-        url = f"http://127.0.0.1:{s.ingest.metrics_port}/metrics"
-
-        def scraped() -> str:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return resp.read().decode()
-
         wait_for(lambda: "iotpipe_ingest_acked_total 6.0" in scraped(), 30, "metrics")
         text = scraped()
         assert 'iotpipe_ingest_produced_total{sensor_type="gas"} 5.0' in text

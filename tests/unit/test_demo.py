@@ -127,19 +127,13 @@ def test_alerts_and_dead_letters_are_counted() -> None:
     assert reasons == {"bad_json": 2, "undecodable": 1}
 
 
-def test_simulator_summaries_are_found_in_a_log() -> None:
-    log = "\n".join(
-        [
-            "=== start #1",
-            '{"output": "mqtt", "sent": 10, "failed": 0, "labels": {"spike": 1}}',
-            "some other line {not json}",
-            "=== start #2",
-            '{"output": "mqtt", "sent": 5, "failed": 1, "labels": {}}',
-            '{"unrelated": true}',
-        ]
-    )
-    found = simulator_summaries(log)
-    assert [s["sent"] for s in found] == [10, 5]
+def test_simulator_summaries_are_read_from_their_files(tmp_path: Path) -> None:
+    (tmp_path / "1.json").write_text('{"output": "mqtt", "sent": 10, "failed": 0}')
+    (tmp_path / "2.json").write_text('{"output": "mqtt", "sent": 5, "failed": 1, "labels": {}}')
+    (tmp_path / "3.json").write_text('{"output": "mqtt", "se')  # cut short
+    (tmp_path / "4.json").write_text('{"unrelated": true}')
+    paths = [tmp_path / f"{n}.json" for n in range(1, 6)]  # 5.json: killed before writing
+    assert [s["sent"] for s in simulator_summaries(paths)] == [10, 5]
 
 
 def test_prometheus_text_is_summed_over_labels() -> None:

@@ -126,10 +126,14 @@ def test_cli_writes_payloads_truth_and_a_json_summary(tmp_path: Path) -> None:
             "--json",
             "--fault-duplicate",
             "0.01",
+            "--summary-file",
+            str(tmp_path / "sub" / "summary.json"),
         ],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert json.loads((tmp_path / "sub" / "summary.json").read_text()) == summary
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["summary.json"]  # no temp left
     lines = out.read_bytes().splitlines()
     labels = read_truth(truth)
     dups = sum(lab.kind == "duplicate" for lab in labels)
