@@ -1,6 +1,6 @@
 """Anomaly detectors for every device at once: numpy over slots, no Bytewax, no I/O.
 
-Why this shape (DESIGN.md section 6): with 100,000 devices a micro-batch of
+Why this shape: with 100,000 devices a micro-batch of
 10,000 readings holds about one reading per device, so the work is vectorised
 *across* devices. Per-device state lives in arrays indexed by the device's
 ``SlotMap`` slot. A batch is sorted by (slot, ts, value) and applied in

@@ -3,7 +3,7 @@
 With 100,000 devices a batch holds about one reading per device; per-key
 numpy calls would be slower than plain Python. Instead every device gets a
 slot once, and all devices' state is updated in one vectorised pass indexed by
-slot (DESIGN.md section 6).
+slot.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The messages every stage exchanges (DESIGN.md section 3), as msgspec structs.
+"""The messages every stage exchanges, as msgspec structs (the README's "Data contracts").
 
 msgspec rather than pydantic here because these are on the hot path: a typed
 msgspec decode is several times faster than JSON-then-validate.

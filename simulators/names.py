@@ -1,4 +1,4 @@
-"""How simulated devices, sites and sensor types are named (ids per DESIGN.md).
+"""How simulated devices, sites and sensor types are named (valid ids, see the README).
 
 Device ids are not stored: ``<prefix>-<zero-padded index>`` is computed when
 needed, so half a million devices cost no Python strings at all.
