@@ -16,7 +16,6 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -30,8 +29,13 @@ from iotpipe.codec import ReadingDecoder, encode
 from iotpipe.connectors.kafka import broker_metadata
 from iotpipe.durations import parse_moment
 from iotpipe.errors import ConfigError, IotpipeError
+from iotpipe.options import override, setting_option
 from iotpipe.settings import (
     CONFIG_FILE_VAR,
+    DashboardSettings,
+    DemoSettings,
+    FlowSettings,
+    IngestSettings,
     Settings,
     known_variables,
     load_settings,
@@ -108,17 +112,9 @@ def _print_statuses(statuses: list[Status], as_json: bool) -> None:
 def ingest(
     instance: Annotated[
         str | None,
-        typer.Option(
-            "--instance",
-            "-i",
-            envvar="IOTPIPE_INGEST_INSTANCE",
-            help="Names this ingester's persistent MQTT session; unique per process.",
-        ),
+        setting_option(IngestSettings, "instance", "--instance", "-i"),
     ] = None,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option(envvar="IOTPIPE_INGEST_METRICS_PORT", help="Prometheus port; 0 = off."),
-    ] = None,
+    metrics_port: Annotated[int | None, setting_option(IngestSettings, "metrics_port")] = None,
     config: ConfigOption = None,
 ) -> None:
     """MQTT -> Kafka ingester: validate, route by sensor type, dead-letter bad input."""
@@ -235,35 +231,20 @@ def dlq_replay(
 
 def _override(settings: Settings, component: str, **values: Any) -> Settings:
     """Apply command-line options over one settings component, validated again."""
-    given = {k: v for k, v in values.items() if v is not None}
-    if not given:
-        return settings
-    current = getattr(settings, component)
-    try:
-        updated = type(current).model_validate({**current.model_dump(), **given})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from exc
+    flags = {"duration_s": "--duration"}
+    updated = override(getattr(settings, component), values, flags)
     return settings.model_copy(update={component: updated})
 
 
 @flow_app.command("run")
 @friendly
 def flow_run(
-    priority: Annotated[
-        str | None,
-        typer.Option(envvar="IOTPIPE_FLOW_PRIORITY", help="normal, high or all sensor types."),
-    ] = None,
+    priority: Annotated[str | None, setting_option(FlowSettings, "priority")] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", "-w", envvar="IOTPIPE_FLOW_WORKERS")
+        int | None, setting_option(FlowSettings, "workers", "--workers", "-w")
     ] = None,
-    recovery_dir: Annotated[
-        Path | None,
-        typer.Option(envvar="IOTPIPE_FLOW_RECOVERY_DIR", help="Bytewax recovery database."),
-    ] = None,
-    windows: Annotated[
-        str | None, typer.Option(envvar="IOTPIPE_FLOW_WINDOWS", help="e.g. 10s,1m")
-    ] = None,
+    recovery_dir: Annotated[Path | None, setting_option(FlowSettings, "recovery_dir")] = None,
+    windows: Annotated[str | None, setting_option(FlowSettings, "windows")] = None,
     process_id: Annotated[
         int | None, typer.Option("--process-id", "-i", help="This process's index (cluster).")
     ] = None,
@@ -274,10 +255,7 @@ def flow_run(
     to_end: Annotated[
         bool, typer.Option("--to-end", help="Stop at the end of the topics (batch run).")
     ] = False,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option(envvar="IOTPIPE_FLOW_METRICS_PORT", help="Prometheus port; 0 = off."),
-    ] = None,
+    metrics_port: Annotated[int | None, setting_option(FlowSettings, "metrics_port")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Windowed aggregation and anomaly detection from Kafka to InfluxDB and alerts."""
@@ -486,12 +464,8 @@ def check(
 @app.command()
 @friendly
 def dashboard(
-    host: Annotated[
-        str | None, typer.Option(envvar="IOTPIPE_DASHBOARD_HOST", help="Listen address.")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option(envvar="IOTPIPE_DASHBOARD_PORT", help="HTTP port.")
-    ] = None,
+    host: Annotated[str | None, setting_option(DashboardSettings, "host")] = None,
+    port: Annotated[int | None, setting_option(DashboardSettings, "port")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Web dashboard: fleet overview, live alerts, device drill-down, pipeline health."""
@@ -512,20 +486,12 @@ def dashboard(
 @app.command()
 @friendly
 def demo(
-    devices: Annotated[
-        int | None, typer.Option(envvar="IOTPIPE_DEMO_DEVICES", help="Simulated devices.")
-    ] = None,
-    rate: Annotated[
-        float | None, typer.Option(envvar="IOTPIPE_DEMO_RATE", help="Readings/s in total.")
-    ] = None,
+    devices: Annotated[int | None, setting_option(DemoSettings, "devices")] = None,
+    rate: Annotated[float | None, setting_option(DemoSettings, "rate")] = None,
     duration: Annotated[
-        float | None,
-        typer.Option(envvar="IOTPIPE_DEMO_DURATION_S", help="Seconds; 0 = until Ctrl-C."),
+        float | None, setting_option(DemoSettings, "duration_s", "--duration")
     ] = None,
-    anomaly_rate: Annotated[
-        float | None,
-        typer.Option(envvar="IOTPIPE_DEMO_ANOMALY_RATE", help="Anomaly start chance per reading."),
-    ] = None,
+    anomaly_rate: Annotated[float | None, setting_option(DemoSettings, "anomaly_rate")] = None,
     workdir: Annotated[
         Path | None, typer.Option(help="Logs, recovery, summaries (default <state_dir>/demo).")
     ] = None,

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -22,6 +21,7 @@ from rich.table import Table
 from iotpipe.catalogue import Catalogue, load_catalogue
 from iotpipe.durations import parse_moment
 from iotpipe.errors import ConfigError, IotpipeError
+from iotpipe.options import override, setting_option
 from iotpipe.settings import CONFIG_FILE_VAR, Settings, SimulatorSettings, load_settings
 from iotpipe.signals import stop_on_signals
 from simulators.anomalies import AnomalyConfig, parse_mix
@@ -46,100 +46,52 @@ _FLAGS = {
 }
 
 
-def _opt(name: str, help_text: str, *flags: str) -> Any:
-    return typer.Option(*flags, envvar=f"IOTPIPE_SIM_{name.upper()}", help=help_text)
+def _opt(name: str, *flags: str) -> Any:
+    return setting_option(SimulatorSettings, name, *flags)
 
 
-# One annotated type per option; the field name maps to SimulatorSettings.
-Devices = Annotated[int | None, _opt("devices", "Number of devices.", "--devices", "-n")]
-Types = Annotated[str | None, _opt("types", "Comma-separated sensor types (default: all).")]
-Sites = Annotated[int | None, _opt("sites", "Number of sites.")]
-SitePrefix = Annotated[str | None, _opt("site_prefix", "Site names: <prefix>-000...")]
-DevicePrefix = Annotated[str | None, _opt("device_prefix", "Device ids: <prefix>-000042.")]
-Interval = Annotated[
-    float | None, _opt("interval_s", "Mean seconds between a device's readings.", "--interval")
-]
-Spread = Annotated[float | None, _opt("interval_spread", "Per-device interval spread (0-1).")]
-Jitter = Annotated[float | None, _opt("jitter", "Per-reading jitter of the interval (0-1).")]
-Speed = Annotated[
-    float | None,
-    _opt(
-        "speed", "Simulated seconds per second (3600 = an hour a second); 0 = as fast as possible."
-    ),
-]
-Rate = Annotated[float | None, _opt("rate", "Cap in readings/s (token bucket); 0 = no cap.")]
-Start = Annotated[
-    str | None,
-    _opt(
-        "start",
-        "Simulated start: auto (now in real time, else ending about now), now,"
-        " ISO-8601, or -2h/-1d.",
-    ),
-]
-Count = Annotated[int | None, _opt("count", "Stop after this many readings (0 = no limit).")]
-Duration = Annotated[
-    float | None, _opt("duration_s", "Stop after this many seconds (0 = no limit).", "--duration")
-]
-Seed = Annotated[int | None, _opt("seed", "Random seed: the same seed gives the same readings.")]
-OutputOpt = Annotated[
-    str | None, _opt("output", "mqtt | kafka | file | stdout | null.", "--output", "-o")
-]
-FileOpt = Annotated[Path | None, _opt("file", "JSON-lines file for --output file.")]
-Qos = Annotated[int | None, _opt("qos", "MQTT QoS, 0 or 1.")]
-BatchSize = Annotated[
-    int | None, _opt("batch_size", "Readings per MQTT message; >1 sends gateway JSON arrays.")
-]
-GatewayTopic = Annotated[
-    str | None,
-    _opt(
-        "gateway_topic", "Gateway arrays to sensors/<site> (site) or sensors/<site>/<type> (type)."
-    ),
-]
-Connections = Annotated[int | None, _opt("connections", "MQTT connections to spread devices over.")]
-MaxPending = Annotated[
-    int | None, _opt("max_pending", "Unacknowledged MQTT messages per connection.")
-]
-WithUnit = Annotated[
-    bool | None, _opt("with_unit", "Include the unit in every payload.", "--with-unit/--no-unit")
-]
-AnomalyRate = Annotated[
-    float | None, _opt("anomaly_rate", "Probability per reading that an anomaly starts.")
-]
-AnomalyMix = Annotated[
-    str | None,
-    _opt(
-        "anomaly_mix",
-        "Weights, e.g. spike=2,stuck=1 (kinds: spike, level_shift, drift, stuck,"
-        " dropout, noise_burst, out_of_range).",
-    ),
-]
-AnomalyMin = Annotated[int | None, _opt("anomaly_min_len", "Shortest anomaly, in readings.")]
-AnomalyMax = Annotated[int | None, _opt("anomaly_max_len", "Longest anomaly, in readings.")]
-Truth = Annotated[Path | None, _opt("truth", "Write ground truth (JSON lines) here.")]
-FaultLate = Annotated[
-    float | None, _opt("fault_late", "Share of readings sent late (out of order).")
-]
-LateDelay = Annotated[
-    float | None, _opt("late_delay_s", "How late, in simulated seconds.", "--late-delay")
-]
-FaultDup = Annotated[float | None, _opt("fault_duplicate", "Share of readings sent twice.")]
-FaultSkew = Annotated[float | None, _opt("fault_skew", "Share of devices whose clock is off.")]
-SkewMax = Annotated[
-    float | None, _opt("skew_max_s", "Largest clock skew in seconds.", "--skew-max")
-]
-FaultBad = Annotated[float | None, _opt("fault_malformed", "Share of malformed payloads.")]
-FaultBig = Annotated[float | None, _opt("fault_oversized", "Share of oversized payloads.")]
-OversizeBytes = Annotated[int | None, _opt("oversize_bytes", "Size of an oversized payload.")]
-StormEvery = Annotated[
-    float | None,
-    _opt("storm_every_s", "Seconds between MQTT connection storms (0 = none).", "--storm-every"),
-]
-StormSize = Annotated[int | None, _opt("storm_size", "Connections opened at once in a storm.")]
-Replay = Annotated[
-    Path | None, _opt("replay", "Replay this CSV (timestamp,value) instead of a fleet.")
-]
-ReplayType = Annotated[str | None, _opt("replay_type", "Sensor type of the replayed series.")]
-ReplayDevices = Annotated[int | None, _opt("replay_devices", "Devices that replay the series.")]
+# One annotated type per option; the field name maps to SimulatorSettings (help and
+# IOTPIPE_SIM_* variable come from there).
+Devices = Annotated[int | None, _opt("devices", "--devices", "-n")]
+Types = Annotated[str | None, _opt("types")]
+Sites = Annotated[int | None, _opt("sites")]
+SitePrefix = Annotated[str | None, _opt("site_prefix")]
+DevicePrefix = Annotated[str | None, _opt("device_prefix")]
+Interval = Annotated[float | None, _opt("interval_s", "--interval")]
+Spread = Annotated[float | None, _opt("interval_spread")]
+Jitter = Annotated[float | None, _opt("jitter")]
+Speed = Annotated[float | None, _opt("speed")]
+Rate = Annotated[float | None, _opt("rate")]
+Start = Annotated[str | None, _opt("start")]
+Count = Annotated[int | None, _opt("count")]
+Duration = Annotated[float | None, _opt("duration_s", "--duration")]
+Seed = Annotated[int | None, _opt("seed")]
+OutputOpt = Annotated[str | None, _opt("output", "--output", "-o")]
+FileOpt = Annotated[Path | None, _opt("file")]
+Qos = Annotated[int | None, _opt("qos")]
+BatchSize = Annotated[int | None, _opt("batch_size")]
+GatewayTopic = Annotated[str | None, _opt("gateway_topic")]
+Connections = Annotated[int | None, _opt("connections")]
+MaxPending = Annotated[int | None, _opt("max_pending")]
+WithUnit = Annotated[bool | None, _opt("with_unit", "--with-unit/--no-unit")]
+AnomalyRate = Annotated[float | None, _opt("anomaly_rate")]
+AnomalyMix = Annotated[str | None, _opt("anomaly_mix")]
+AnomalyMin = Annotated[int | None, _opt("anomaly_min_len")]
+AnomalyMax = Annotated[int | None, _opt("anomaly_max_len")]
+Truth = Annotated[Path | None, _opt("truth")]
+FaultLate = Annotated[float | None, _opt("fault_late")]
+LateDelay = Annotated[float | None, _opt("late_delay_s", "--late-delay")]
+FaultDup = Annotated[float | None, _opt("fault_duplicate")]
+FaultSkew = Annotated[float | None, _opt("fault_skew")]
+SkewMax = Annotated[float | None, _opt("skew_max_s", "--skew-max")]
+FaultBad = Annotated[float | None, _opt("fault_malformed")]
+FaultBig = Annotated[float | None, _opt("fault_oversized")]
+OversizeBytes = Annotated[int | None, _opt("oversize_bytes")]
+StormEvery = Annotated[float | None, _opt("storm_every_s", "--storm-every")]
+StormSize = Annotated[int | None, _opt("storm_size")]
+Replay = Annotated[Path | None, _opt("replay")]
+ReplayType = Annotated[str | None, _opt("replay_type")]
+ReplayDevices = Annotated[int | None, _opt("replay_devices")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 SummaryFile = Annotated[
     Path | None,
@@ -198,13 +150,7 @@ def simulate(
 
 def merge_options(base: SimulatorSettings, overrides: dict[str, Any]) -> SimulatorSettings:
     """Command-line values over the settings, validated; errors name the option."""
-    try:
-        return SimulatorSettings.model_validate({**base.model_dump(), **overrides})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = str(err["loc"][0]) if err["loc"] else "?"
-        option = _FLAGS.get(name, "--" + name.replace("_", "-"))
-        raise ConfigError(f"{option} (IOTPIPE_SIM_{name.upper()}): {err['msg']}") from exc
+    return override(base, overrides, _FLAGS)
 
 
 def parse_start(text: str, now_ms: int, span_s: float | None, realtime: bool) -> int:
