@@ -9,8 +9,11 @@ them again, so an option and its ``IOTPIPE_*`` variable cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, TypeVar
+import functools
+import inspect
+import types
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -19,6 +22,7 @@ from pydantic_settings import BaseSettings
 from iotpipe.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def env_var(model: type[BaseSettings], name: str) -> str:
@@ -55,3 +59,52 @@ def override(current: M, given: Mapping[str, Any], flags: Mapping[str, str] | No
         if isinstance(current, BaseSettings) and name in model.model_fields:
             option += f" ({env_var(type(current), name)})"
         raise ConfigError(f"{option}: {err['msg']}") from exc
+
+
+def _cli_type(annotation: Any) -> Any:
+    """The type typer parses: ``X | None`` is ``X``, a ``Literal`` of strings is ``str``
+    (the settings model checks the choice and names it in the error)."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        (annotation,) = [a for a in get_args(annotation) if a is not type(None)]
+        origin = get_origin(annotation)
+    return str if origin is Literal else annotation
+
+
+def settings_options(
+    model: type[BaseSettings], flags: Mapping[str, tuple[str, ...]] | None = None
+) -> Callable[[F], F]:
+    """Give a command one option per field of ``model``, ahead of its own parameters.
+
+    The decorated function's first parameter, ``options``, receives the given
+    values by field name (None for an option not given, which keeps the
+    setting). A field added to the model is an option at once; ``flags``
+    names the ones whose flag is not ``--field-name``.
+    """
+
+    def wrap(func: F) -> F:
+        generated = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[
+                    _cli_type(info.annotation) | None,
+                    setting_option(model, name, *(flags or {}).get(name, ())),
+                ],
+            )
+            for name, info in model.model_fields.items()
+        ]
+        own = list(inspect.signature(func, eval_str=True).parameters.values())[1:]
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            options = {k: kwargs.pop(k) for k in model.model_fields if k in kwargs}
+            return func(options, **kwargs)
+
+        command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [*generated, *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own)]
+        )
+        return command  # type: ignore[return-value]
+
+    return wrap

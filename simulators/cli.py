@@ -21,7 +21,7 @@ from rich.table import Table
 from iotpipe.catalogue import Catalogue, load_catalogue
 from iotpipe.durations import parse_moment
 from iotpipe.errors import ConfigError, IotpipeError
-from iotpipe.options import override, setting_option
+from iotpipe.options import override, settings_options
 from iotpipe.settings import CONFIG_FILE_VAR, Settings, SimulatorSettings, load_settings
 from iotpipe.signals import stop_on_signals
 from simulators.anomalies import AnomalyConfig, parse_mix
@@ -37,61 +37,18 @@ from simulators.runner import RunConfig, Simulation, Source, Summary
 from simulators.truth import TruthWriter
 
 DEFAULT_BACKDATE_S = 86_400.0
-_FLAGS = {
-    "interval_s": "--interval",
-    "duration_s": "--duration",
-    "late_delay_s": "--late-delay",
-    "skew_max_s": "--skew-max",
-    "storm_every_s": "--storm-every",
+# Options whose flag is not --field-name; every SimulatorSettings field is an option.
+_FLAGS: dict[str, tuple[str, ...]] = {
+    "devices": ("--devices", "-n"),
+    "interval_s": ("--interval",),
+    "duration_s": ("--duration",),
+    "output": ("--output", "-o"),
+    "with_unit": ("--with-unit/--no-unit",),
+    "late_delay_s": ("--late-delay",),
+    "skew_max_s": ("--skew-max",),
+    "storm_every_s": ("--storm-every",),
 }
 
-
-def _opt(name: str, *flags: str) -> Any:
-    return setting_option(SimulatorSettings, name, *flags)
-
-
-# One annotated type per option; the field name maps to SimulatorSettings (help and
-# IOTPIPE_SIM_* variable come from there).
-Devices = Annotated[int | None, _opt("devices", "--devices", "-n")]
-Types = Annotated[str | None, _opt("types")]
-Sites = Annotated[int | None, _opt("sites")]
-SitePrefix = Annotated[str | None, _opt("site_prefix")]
-DevicePrefix = Annotated[str | None, _opt("device_prefix")]
-Interval = Annotated[float | None, _opt("interval_s", "--interval")]
-Spread = Annotated[float | None, _opt("interval_spread")]
-Jitter = Annotated[float | None, _opt("jitter")]
-Speed = Annotated[float | None, _opt("speed")]
-Rate = Annotated[float | None, _opt("rate")]
-Start = Annotated[str | None, _opt("start")]
-Count = Annotated[int | None, _opt("count")]
-Duration = Annotated[float | None, _opt("duration_s", "--duration")]
-Seed = Annotated[int | None, _opt("seed")]
-OutputOpt = Annotated[str | None, _opt("output", "--output", "-o")]
-FileOpt = Annotated[Path | None, _opt("file")]
-Qos = Annotated[int | None, _opt("qos")]
-BatchSize = Annotated[int | None, _opt("batch_size")]
-GatewayTopic = Annotated[str | None, _opt("gateway_topic")]
-Connections = Annotated[int | None, _opt("connections")]
-MaxPending = Annotated[int | None, _opt("max_pending")]
-WithUnit = Annotated[bool | None, _opt("with_unit", "--with-unit/--no-unit")]
-AnomalyRate = Annotated[float | None, _opt("anomaly_rate")]
-AnomalyMix = Annotated[str | None, _opt("anomaly_mix")]
-AnomalyMin = Annotated[int | None, _opt("anomaly_min_len")]
-AnomalyMax = Annotated[int | None, _opt("anomaly_max_len")]
-Truth = Annotated[Path | None, _opt("truth")]
-FaultLate = Annotated[float | None, _opt("fault_late")]
-LateDelay = Annotated[float | None, _opt("late_delay_s", "--late-delay")]
-FaultDup = Annotated[float | None, _opt("fault_duplicate")]
-FaultSkew = Annotated[float | None, _opt("fault_skew")]
-SkewMax = Annotated[float | None, _opt("skew_max_s", "--skew-max")]
-FaultBad = Annotated[float | None, _opt("fault_malformed")]
-FaultBig = Annotated[float | None, _opt("fault_oversized")]
-OversizeBytes = Annotated[int | None, _opt("oversize_bytes")]
-StormEvery = Annotated[float | None, _opt("storm_every_s", "--storm-every")]
-StormSize = Annotated[int | None, _opt("storm_size")]
-Replay = Annotated[Path | None, _opt("replay")]
-ReplayType = Annotated[str | None, _opt("replay_type")]
-ReplayDevices = Annotated[int | None, _opt("replay_devices")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 SummaryFile = Annotated[
     Path | None,
@@ -109,30 +66,18 @@ Config = Annotated[
 _err = Console(stderr=True)
 
 
+@settings_options(SimulatorSettings, _FLAGS)
 def simulate(
-    devices: Devices = None, types: Types = None, sites: Sites = None,
-    site_prefix: SitePrefix = None, device_prefix: DevicePrefix = None,
-    interval_s: Interval = None, interval_spread: Spread = None, jitter: Jitter = None,
-    speed: Speed = None, rate: Rate = None, start: Start = None, count: Count = None,
-    duration_s: Duration = None, seed: Seed = None, output: OutputOpt = None,
-    file: FileOpt = None, qos: Qos = None, batch_size: BatchSize = None,
-    gateway_topic: GatewayTopic = None, connections: Connections = None,
-    max_pending: MaxPending = None, with_unit: WithUnit = None,
-    anomaly_rate: AnomalyRate = None, anomaly_mix: AnomalyMix = None,
-    anomaly_min_len: AnomalyMin = None, anomaly_max_len: AnomalyMax = None,
-    truth: Truth = None, fault_late: FaultLate = None, late_delay_s: LateDelay = None,
-    fault_duplicate: FaultDup = None, fault_skew: FaultSkew = None, skew_max_s: SkewMax = None,
-    fault_malformed: FaultBad = None, fault_oversized: FaultBig = None,
-    oversize_bytes: OversizeBytes = None, storm_every_s: StormEvery = None,
-    storm_size: StormSize = None, replay: Replay = None, replay_type: ReplayType = None,
-    replay_devices: ReplayDevices = None, as_json: AsJson = False, quiet: Quiet = False,
-    summary_file: SummaryFile = None, config: Config = None,
-) -> None:  # fmt: skip
+    options: dict[str, Any],
+    as_json: AsJson = False,
+    quiet: Quiet = False,
+    summary_file: SummaryFile = None,
+    config: Config = None,
+) -> None:
     """Simulate a device fleet (or replay a series) into MQTT, Kafka or a file."""
-    overrides = {k: v for k, v in locals().items() if k in SimulatorSettings.model_fields}
     try:
         settings = load_settings(config)
-        sim = merge_options(settings.sim, {k: v for k, v in overrides.items() if v is not None})
+        sim = merge_options(settings.sim, options)
         summary = run_simulation(settings, sim, progress=not (quiet or as_json))
     except IotpipeError as exc:
         _err.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
@@ -150,7 +95,7 @@ def simulate(
 
 def merge_options(base: SimulatorSettings, overrides: dict[str, Any]) -> SimulatorSettings:
     """Command-line values over the settings, validated; errors name the option."""
-    return override(base, overrides, _FLAGS)
+    return override(base, overrides, {k: v[0].split("/")[0] for k, v in _FLAGS.items()})
 
 
 def parse_start(text: str, now_ms: int, span_s: float | None, realtime: bool) -> int:
