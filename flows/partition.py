@@ -41,9 +41,10 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from flows.closed import Windows, to_aggregates
 from flows.dedupe import Seen
 from flows.detectors import DetectorBank, DetectorConfig
-from flows.rollup import Progress, SitePartial
+from flows.rollup import Progress, SitePartial, site_partials
 from flows.sessions import SessionWindows
 from flows.sliding import SlidingWindows
 from flows.slots import Columns, SlotMap, by_slot_then_time
@@ -92,9 +93,7 @@ class PartitionState:
     def __init__(self, catalogue: Catalogue, config: FlowConfig) -> None:
         self.config = config
         self.slots = SlotMap(sorted(catalogue.names))
-        self.windows: list[TumblingWindows | SlidingWindows | SessionWindows] = [
-            TumblingWindows(ms) for ms in config.windows_ms
-        ]
+        self.windows: list[Windows] = [TumblingWindows(ms) for ms in config.windows_ms]
         self.windows += [SlidingWindows(length, slide) for length, slide in config.sliding_ms]
         if config.session_gap_ms:
             self.windows.append(SessionWindows(config.session_gap_ms))
@@ -252,13 +251,11 @@ class PartitionState:
         self.closed_wm = max(self.closed_wm, watermark)
         partials: dict[str, list[SitePartial]] = {t: [] for t in self.slots.types_seen}
         for windows in self.windows:
-            if self.config.rollup and isinstance(windows, TumblingWindows):
-                aggregates, closed = windows.close_with_partials(watermark, self.slots)
-                for partial in closed:
+            closed = windows.close_rows(watermark)
+            out.aggregates.extend(to_aggregates(closed, self.slots))
+            if self.config.rollup and windows.rolls_up:
+                for partial in site_partials(closed, self.slots):
                     partials[partial.sensor_type].append(partial)
-            else:
-                aggregates = windows.close(watermark, self.slots)
-            out.aggregates.extend(aggregates)
         if self.config.rollup:
             out.progress.extend(
                 Progress(t, watermark, tuple(p)) for t, p in sorted(partials.items())

@@ -25,12 +25,13 @@ import heapq
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
+from flows.closed import Closed
+from flows.slots import SlotMap
 from iotpipe.model import SiteAggregate
 
 F64 = npt.NDArray[np.float64]
@@ -97,35 +98,15 @@ class Progress:
     partials: tuple[SitePartial, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class ClosedRows:
-    """Statistics of the device windows a partition just closed, as parallel arrays."""
-
-    site: I64  # site index
-    sensor_type: I64  # type index
-    wid: I64
-    count: I64
-    mean: F64
-    var: F64
-    low: F64
-    high: F64
-    last_ts: I64
-    last: F64
-
-
-def site_partials(
-    rows: ClosedRows,
-    length_ms: int,
-    label: str,
-    site_names: Sequence[str],
-    type_names: Sequence[str],
-) -> list[SitePartial]:
+def site_partials(rows: Closed, slot_map: SlotMap) -> list[SitePartial]:
     """Group closed device windows by (type, site, window): one partial per group, vectorised."""
-    if len(rows.wid) == 0:
+    if not len(rows):
         return []
-    order = np.lexsort((rows.site, rows.sensor_type, rows.wid))
-    site, typ, wid = rows.site[order], rows.sensor_type[order], rows.wid[order]
-    change = (site[1:] != site[:-1]) | (typ[1:] != typ[:-1]) | (wid[1:] != wid[:-1])
+    site_of = slot_map.slot_site[rows.slot].astype(np.int64)
+    type_of = slot_map.slot_type[rows.slot].astype(np.int64)
+    order = np.lexsort((site_of, type_of, rows.start))
+    site, typ, begin = site_of[order], type_of[order], rows.start[order]
+    change = (site[1:] != site[:-1]) | (typ[1:] != typ[:-1]) | (begin[1:] != begin[:-1])
     starts = np.flatnonzero(np.r_[True, change])
     n = rows.count[order].astype(np.float64)
     mean = rows.mean[order]
@@ -141,13 +122,15 @@ def site_partials(
     deviation = mean - group_mean[group_of]
     m2 = np.add.reduceat(rows.var[order] * n + n * deviation * deviation, starts)
     last_ts, last = rows.last_ts[order][latest], rows.last[order][latest]
+    end = rows.end[order]
+    site_names, type_names = slot_map.site_names, slot_map.type_names
     return [
         SitePartial(
             site=site_names[int(site[s])],
             sensor_type=type_names[int(typ[s])],
-            window=label,
-            start=int(wid[s]) * length_ms,
-            end=(int(wid[s]) + 1) * length_ms,
+            window=rows.label,
+            start=int(begin[s]),
+            end=int(end[s]),
             devices=int(devices[g]),
             count=int(totals[g]),
             mean=float(group_mean[g]),

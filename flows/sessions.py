@@ -39,8 +39,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import numpy.typing as npt
 
-from flows.slots import SlotMap
-from iotpipe.model import Aggregate
+from flows.closed import Closed, Windows, mean_var, nothing_closed
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -102,7 +101,7 @@ class _Sessions:
             setattr(self, f.name, bigger)
 
 
-class SessionWindows:
+class SessionWindows(Windows):
     """Open session windows for every device of a partition (see the module docstring)."""
 
     def __init__(self, gap_ms: int) -> None:
@@ -230,46 +229,32 @@ class SessionWindows:
         out.last_value[g[newer]] = va[last][newer]
         return out
 
-    def close(self, watermark: int, slot_map: SlotMap) -> list[Aggregate]:
-        """Emit and forget every session whose end (last reading + gap) <= watermark."""
+    def close_rows(self, watermark: int) -> Closed:
+        """Take out every session whose end (last reading + gap) <= watermark."""
         st, sealed = self._state, self._sealed
         done = np.flatnonzero(self._open & (st.last_ts + self.gap <= watermark))
         ripe = sealed.last_ts + self.gap <= watermark
         if len(done) == 0 and not ripe.any():
-            return []
+            return nothing_closed(self.label)
         out = st.take(done)
         out.extend(sealed.take(ripe))
         self._open[done] = False
         self._sealed = sealed.take(~ripe)
-        return self._aggregates(out, slot_map)
-
-    def _aggregates(self, rows: _Sessions, slot_map: SlotMap) -> list[Aggregate]:
-        order = np.lexsort((rows.slot, rows.start))  # deterministic output order
-        rows = rows.take(order)
-        nf = rows.count.astype(np.float64)
-        mean_shifted = rows.total / nf
-        mean = rows.shift + mean_shifted
-        std = np.sqrt(np.maximum(rows.total_sq / nf - mean_shifted * mean_shifted, 0.0))
-        types, sites = slot_map.type_names, slot_map.site_names
-        out = []
-        for i, slot in enumerate(rows.slot.tolist()):
-            out.append(
-                Aggregate(
-                    device_id=slot_map.device_ids[slot],
-                    sensor_type=types[slot_map.slot_type[slot]],
-                    site=sites[slot_map.slot_site[slot]],
-                    window=self.label,
-                    start=int(rows.start[i]),
-                    end=int(rows.last_ts[i]) + self.gap,
-                    count=int(rows.count[i]),
-                    mean=float(mean[i]),
-                    min=float(rows.low[i]),
-                    max=float(rows.high[i]),
-                    std=float(std[i]),
-                    last=float(rows.last_value[i]),
-                )
-            )
-        return out
+        rows = out.take(np.lexsort((out.slot, out.start)))  # deterministic output order
+        mean, var = mean_var(rows.count, rows.shift, rows.total, rows.total_sq)
+        return Closed(
+            label=self.label,
+            slot=rows.slot,
+            start=rows.start,
+            end=rows.last_ts + self.gap,
+            count=rows.count,
+            mean=mean,
+            var=var,
+            low=rows.low,
+            high=rows.high,
+            last=rows.last_value,
+            last_ts=rows.last_ts,
+        )
 
 
 def _running(x: I64, seg_first: Mask, op: np.ufunc, fill: int) -> I64:

@@ -27,10 +27,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from flows.slots import SlotMap
+from flows.closed import Closed, Windows, mean_var, nothing_closed
 from flows.windows import OpenRows
 from iotpipe.durations import format_duration
-from iotpipe.model import Aggregate
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -39,7 +38,7 @@ Mask = npt.NDArray[np.bool_]
 _I64_MIN = int(np.iinfo(np.int64).min)
 
 
-class SlidingWindows:
+class SlidingWindows(Windows):
     """Open sliding windows of one length and slide for every device of a partition."""
 
     def __init__(self, length_ms: int, slide_ms: int) -> None:
@@ -77,18 +76,18 @@ class SlidingWindows:
         self._open.fold_on_time(pane, late, slots, ts, values, order)
         return late
 
-    def close(self, watermark: int, slot_map: SlotMap) -> list[Aggregate]:
-        """Emit every window that ends at or before the watermark; drop unneeded panes."""
+    def close_rows(self, watermark: int) -> Closed:
+        """Every window that ends at or before the watermark; drop unneeded panes."""
         k_max = self._last_closed(watermark)
         if k_max <= self._closed_k:
-            return []
+            return nothing_closed(self.label)
         n = self.panes_per_window
         r = self._open.rows
         cand = np.flatnonzero(r.active & (r.wid <= k_max + n - 1))
         k_lo = self._closed_k + 1  # first window not emitted yet
         self._closed_k = k_max
         if len(cand) == 0:
-            return []
+            return nothing_closed(self.label)
         # Pair each pane with every closing window it belongs to: k in [p-n+1, p].
         p = r.wid[cand]
         lo = np.maximum(p - (n - 1), k_lo)
@@ -103,17 +102,15 @@ class SlidingWindows:
         change = (pair_k[1:] != pair_k[:-1]) | (pair_slot[1:] != pair_slot[:-1])
         starts = np.flatnonzero(np.r_[True, change])
         ends = np.r_[starts[1:], total] - 1
-        out = self._merge(pair_row, starts, ends, pair_k[starts], pair_slot[starts], slot_map)
+        out = self._merge(pair_row, starts, ends, pair_k[starts], pair_slot[starts])
         # Pane p is in no open window once window p has closed.
         gone = cand[p <= k_max]
         if len(gone):
             self._open.release(gone)
         return out
 
-    def _merge(
-        self, pair_row: I64, starts: I64, ends: I64, win: I64, slots: I64, slot_map: SlotMap
-    ) -> list[Aggregate]:
-        """One Aggregate per group of panes (sorted by pane), re-based on the first pane."""
+    def _merge(self, pair_row: I64, starts: I64, ends: I64, win: I64, slots: I64) -> Closed:
+        """One row per group of panes (sorted by pane), re-based on the first pane."""
         r = self._open.rows
         count = r.count[pair_row]
         total = r.total[pair_row]
@@ -122,32 +119,19 @@ class SlidingWindows:
         n = np.add.reduceat(count, starts)
         s1 = np.add.reduceat(total + count * d, starts)
         s2 = np.add.reduceat(r.total_sq[pair_row] + 2.0 * d * total + count * d * d, starts)
-        nf = n.astype(np.float64)
-        mean_shifted = s1 / nf
-        mean = base + mean_shifted
-        std = np.sqrt(np.maximum(s2 / nf - mean_shifted * mean_shifted, 0.0))
-        low = np.minimum.reduceat(r.low[pair_row], starts)
-        high = np.maximum.reduceat(r.high[pair_row], starts)
-        last = r.last_value[pair_row[ends]]  # latest pane holds the latest reading
+        mean, var = mean_var(n, base, s1, s2)
         begin = win * self.slide
-        types, sites = slot_map.type_names, slot_map.site_names
-        out = []
-        for i, slot in enumerate(slots.tolist()):
-            start = int(begin[i])
-            out.append(
-                Aggregate(
-                    device_id=slot_map.device_ids[slot],
-                    sensor_type=types[slot_map.slot_type[slot]],
-                    site=sites[slot_map.slot_site[slot]],
-                    window=self.label,
-                    start=start,
-                    end=start + self.length,
-                    count=int(n[i]),
-                    mean=float(mean[i]),
-                    min=float(low[i]),
-                    max=float(high[i]),
-                    std=float(std[i]),
-                    last=float(last[i]),
-                )
-            )
-        return out
+        last_row = pair_row[ends]  # latest pane holds the latest reading
+        return Closed(
+            label=self.label,
+            slot=slots,
+            start=begin,
+            end=begin + self.length,
+            count=n,
+            mean=mean,
+            var=var,
+            low=np.minimum.reduceat(r.low[pair_row], starts),
+            high=np.maximum.reduceat(r.high[pair_row], starts),
+            last=r.last_value[last_row],
+            last_ts=r.last_ts[last_row],
+        )

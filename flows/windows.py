@@ -8,8 +8,8 @@ sorted batch. Sums are kept relative to the
 window's first value, so the variance of a large, steady signal (pressure at
 1013 hPa) does not cancel away in floating point.
 
-Semantics (identical in ``flows.reference``, the per-reading version the tests
-compare against): a window [start, start + W) closes once the watermark
+Semantics (identical in ``tests/unit/windowing.py``, the per-reading version
+the tests compare against): a window [start, start + W) closes once the watermark
 reaches its end; a reading whose window has already closed is *late*. The
 watermark is advanced by the caller between batches.
 """
@@ -23,10 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from flows._native import KeyIndex
-from flows.rollup import ClosedRows, SitePartial, site_partials
-from flows.slots import SlotMap, by_slot_then_time
+from flows.closed import Closed, Windows, mean_var, nothing_closed
+from flows.slots import by_slot_then_time
 from iotpipe.durations import format_duration
-from iotpipe.model import Aggregate
 
 SLOT_STRIDE = 1 << 24  # up to 16M devices per partition; key = window index * stride + slot
 
@@ -190,8 +189,10 @@ class OpenRows:
         self._free.extend(range(old * 2 - 1, old - 1, -1))
 
 
-class TumblingWindows:
+class TumblingWindows(Windows):
     """Open tumbling windows of one length for every device of a partition."""
+
+    rolls_up = True
 
     def __init__(self, length_ms: int) -> None:
         self.length = length_ms
@@ -205,86 +206,33 @@ class TumblingWindows:
     def add(
         self, slots: I64, ts: I64, values: F64, watermark: int, order: I64 | None = None
     ) -> Mask:
-        """Fold a batch in; returns the mask of late readings (window already closed).
-
-        ``order``: the batch sorted by (slot, time, arrival), shared by all lengths.
-        """
+        """Fold a batch in; returns the mask of late readings (window already closed)."""
         wid = ts // self.length
         late = (wid + 1) * self.length <= watermark
         self._open.fold_on_time(wid, late, slots, ts, values, order)
         return late
 
-    def close(self, watermark: int, slot_map: SlotMap) -> list[Aggregate]:
-        """Emit and forget every window that ends at or before the watermark."""
-        return self.close_with_partials(watermark, slot_map, rollup=False)[0]
-
-    def close_with_partials(
-        self, watermark: int, slot_map: SlotMap, *, rollup: bool = True
-    ) -> tuple[list[Aggregate], list[SitePartial]]:
-        """``close``, plus this partition's per-site partials of the same windows."""
+    def close_rows(self, watermark: int) -> Closed:
+        """Every window that ends at or before the watermark, by window then slot."""
         r = self._open.rows
         done = np.flatnonzero(r.active & ((r.wid + 1) * self.length <= watermark))
         if len(done) == 0:
-            return [], []
+            return nothing_closed(self.label)
         done = done[np.argsort(self._open.keys_of(done))]  # by window, then slot: deterministic
-        n = r.count[done].astype(np.float64)
-        mean_shifted = r.total[done] / n
-        var = np.maximum(r.total_sq[done] / n - mean_shifted * mean_shifted, 0.0)
-        mean = r.shift[done] + mean_shifted
-        std = np.sqrt(var)
+        mean, var = mean_var(r.count[done], r.shift[done], r.total[done], r.total_sq[done])
         starts = r.wid[done] * self.length
-        types, sites = slot_map.type_names, slot_map.site_names
-        slots = r.slot[done]
-        type_idx = slot_map.slot_type[slots].astype(np.int64)
-        site_idx = slot_map.slot_site[slots].astype(np.int64)
-        counts, lows, highs, lasts = r.count[done], r.low[done], r.high[done], r.last_value[done]
-        device_ids = slot_map.device_ids
-        label, length = self.label, self.length
-        # Whole columns to Python lists first: indexing numpy scalars row by row
-        # costs several times more than building the Aggregate itself.
-        out = [
-            Aggregate(
-                device_id=device_ids[slot],
-                sensor_type=types[typ],
-                site=sites[site],
-                window=label,
-                start=start,
-                end=start + length,
-                count=count,
-                mean=avg,
-                min=low,
-                max=high,
-                std=dev,
-                last=last,
-            )
-            for slot, typ, site, start, count, avg, low, high, dev, last in zip(
-                slots.tolist(),
-                type_idx.tolist(),
-                site_idx.tolist(),
-                starts.tolist(),
-                counts.tolist(),
-                mean.tolist(),
-                lows.tolist(),
-                highs.tolist(),
-                std.tolist(),
-                lasts.tolist(),
-                strict=True,
-            )
-        ]
-        partials: list[SitePartial] = []
-        if rollup:
-            closed = ClosedRows(
-                site=site_idx,
-                sensor_type=type_idx,
-                wid=r.wid[done],
-                count=counts,
-                mean=mean,
-                var=var,
-                low=lows,
-                high=highs,
-                last_ts=r.last_ts[done],
-                last=lasts,
-            )
-            partials = site_partials(closed, self.length, self.label, sites, types)
+        closed = Closed(
+            label=self.label,
+            slot=r.slot[done],
+            start=starts,
+            end=starts + self.length,
+            count=r.count[done],
+            mean=mean,
+            var=var,
+            low=r.low[done],
+            high=r.high[done],
+            last=r.last_value[done],
+            last_ts=r.last_ts[done],
+        )
         self._open.release(done)
-        return out, partials
+        return closed

@@ -6,7 +6,9 @@ Every option can also be set through the environment variable shown in
 
 from __future__ import annotations
 
+import faulthandler
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -551,4 +553,7 @@ def bench(
 
 
 def main() -> None:
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: how to see where a
+    # process that will not stop is waiting, without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     app()

@@ -265,7 +265,14 @@ def test_a_flow_busy_emitting_alerts_stops_at_once(
         raise AssertionError(f"no alerts came:\n{log.read_text()[-3000:]}")
     stopped = time.monotonic()
     proc.send_signal(signum)
-    proc.wait(timeout=30)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)  # every thread's stack into the log
+        time.sleep(1.0)
+        proc.kill()
+        tail = log.read_text()[-12000:]
+        raise AssertionError(f"running 30 s after the signal:\n{tail}") from None
     took = time.monotonic() - stopped
     out = log.read_text()
     assert proc.returncode == 0, out[-3000:]
