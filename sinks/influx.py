@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import msgspec
@@ -66,21 +66,41 @@ class WriterStats:
     batches_given_up: int = 0
 
 
+class Transport(Protocol):
+    """What the writer needs of HTTP: ``urllib3.PoolManager``, or a test's stand-in."""
+
+    def request(
+        self, method: str, url: str, *, body: bytes | None = None, headers: dict[str, str]
+    ) -> Any: ...
+
+    def clear(self) -> None: ...
+
+
+class LetterSink(Protocol):
+    """Where undeliverable points go: ``DeadLetterWriter`` (``dlq.sink``)."""
+
+    topic: str
+
+    def send(self, letters: Sequence[SinkDeadLetter]) -> None: ...
+
+
 class InfluxWriter:
     """Writes line protocol to one bucket; usable without Bytewax.
 
     ``dead_letters`` may be None only if the caller accepts that giving up
-    raises instead (tests, one-off tools).
+    raises instead (tests, one-off tools). ``http`` and ``sleep`` are
+    injectable so the retry and bisection rules have fast unit tests.
     """
 
     def __init__(
         self,
         influx: InfluxSettings,
         sink: SinkSettings,
-        dead_letters: DeadLetterWriter | None = None,
+        dead_letters: LetterSink | None = None,
         *,
         bucket: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        http: Transport | None = None,
     ) -> None:
         self.influx = influx
         self.sink = sink
@@ -90,7 +110,7 @@ class InfluxWriter:
         self._sleep = sleep
         self._lock = threading.Lock()
         timeout = influx.timeout_ms / 1000
-        self._http = urllib3.PoolManager(
+        self._http: Transport = http or urllib3.PoolManager(
             maxsize=4, retries=False, timeout=urllib3.Timeout(connect=min(timeout, 5), read=timeout)
         )
         base = influx.url.rstrip("/")
