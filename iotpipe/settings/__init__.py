@@ -1,0 +1,181 @@
+"""Validated, frozen settings from ``IOTPIPE_*`` environment variables.
+
+Each component has its own model and prefix (``IOTPIPE_MQTT_``,
+``IOTPIPE_KAFKA_``, ``IOTPIPE_INFLUX_``, ``IOTPIPE_VALIDATION_``, and plain
+``IOTPIPE_`` for the core). An optional dotenv-style config file supplies the
+same variables; the environment wins over the file. Any problem, including an
+unknown ``IOTPIPE_`` variable (usually a typo), becomes a ``ConfigError``
+naming the variable, so a bad deployment fails at start-up, not at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsError
+
+from iotpipe.errors import ConfigError
+from iotpipe.settings.apps import DashboardSettings, DemoSettings, SimulatorSettings
+from iotpipe.settings.base import CONFIG_FILE_VAR, ENV_PREFIX, CoreSettings
+from iotpipe.settings.servers import InfluxSettings, KafkaSettings, MqttSettings
+from iotpipe.settings.stages import (
+    ALERT_TARGETS,
+    AlertSettings,
+    FlowSettings,
+    IngestSettings,
+    SinkSettings,
+    ValidationSettings,
+    parse_sliding,
+)
+
+__all__ = [
+    "ALERT_TARGETS",
+    "CONFIG_FILE_VAR",
+    "ENV_PREFIX",
+    "AlertSettings",
+    "CoreSettings",
+    "DashboardSettings",
+    "DemoSettings",
+    "FlowSettings",
+    "InfluxSettings",
+    "IngestSettings",
+    "KafkaSettings",
+    "MqttSettings",
+    "Settings",
+    "SimulatorSettings",
+    "SinkSettings",
+    "ValidationSettings",
+    "known_variables",
+    "load_settings",
+    "parse_sliding",
+    "render_sample_env",
+]
+
+
+class Settings(BaseModel):
+    """Every component's settings, validated together."""
+
+    model_config = ConfigDict(frozen=True)
+
+    core: CoreSettings
+    mqtt: MqttSettings
+    kafka: KafkaSettings
+    influx: InfluxSettings
+    validation: ValidationSettings
+    ingest: IngestSettings
+    sink: SinkSettings
+    alert: AlertSettings
+    flow: FlowSettings
+    sim: SimulatorSettings
+    dashboard: DashboardSettings
+    demo: DemoSettings
+
+
+_COMPONENTS: dict[str, type[BaseSettings]] = {
+    "core": CoreSettings,
+    "mqtt": MqttSettings,
+    "kafka": KafkaSettings,
+    "influx": InfluxSettings,
+    "validation": ValidationSettings,
+    "ingest": IngestSettings,
+    "sink": SinkSettings,
+    "alert": AlertSettings,
+    "flow": FlowSettings,
+    "sim": SimulatorSettings,
+    "dashboard": DashboardSettings,
+    "demo": DemoSettings,
+}
+
+
+def known_variables() -> dict[str, tuple[type[BaseSettings], str]]:
+    """Every settable ``IOTPIPE_*`` variable, mapped to (model, field)."""
+    names: dict[str, tuple[type[BaseSettings], str]] = {CONFIG_FILE_VAR: (CoreSettings, "")}
+    for model in _COMPONENTS.values():
+        prefix = model.model_config.get("env_prefix", "")
+        for field in model.model_fields:
+            names[f"{prefix}{field}".upper()] = (model, field)
+    return names
+
+
+def _reject_unknown(source: Mapping[str, object], where: str) -> None:
+    known = known_variables()
+    for name in source:
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known:
+            hint = difflib.get_close_matches(upper, list(known), n=1)
+            suggestion = f" (did you mean {hint[0]}?)" if hint else ""
+            raise ConfigError(f"{name}: unknown setting in {where}{suggestion}")
+
+
+def load_settings(config_file: Path | str | None = None) -> Settings:
+    """Build the settings from the environment and an optional dotenv file.
+
+    ``config_file`` defaults to ``$IOTPIPE_CONFIG_FILE``. Raises ``ConfigError``
+    naming the first offending variable.
+    """
+    _reject_unknown(os.environ, "the environment")
+    path = config_file or os.environ.get(CONFIG_FILE_VAR)
+    env_file: Path | None = None
+    if path:
+        env_file = Path(path)
+        if not env_file.is_file():
+            raise ConfigError(f"{CONFIG_FILE_VAR}: config file {env_file} does not exist")
+        _reject_unknown(dotenv_values(env_file), str(env_file))
+    built = {key: _build(model, env_file) for key, model in _COMPONENTS.items()}
+    return Settings.model_validate(built)
+
+
+def _build(model: type[BaseSettings], env_file: Path | None) -> BaseSettings:
+    prefix = str(model.model_config.get("env_prefix", "")).upper()
+    try:
+        return model(_env_file=env_file)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        raise ConfigError(f"{prefix}{field.upper()}: {err['msg']}") from exc
+    except SettingsError as exc:
+        # pydantic-settings names the field only in the text: 'field "options"'.
+        match = re.search(r'field "([a-z_]+)"', str(exc))
+        field = match.group(1).upper() if match else "?"
+        raise ConfigError(f"{prefix}{field}: not valid JSON") from exc
+
+
+def render_sample_env() -> str:
+    """The commented sample config (``deploy/iotpipe.env.sample``), from the models."""
+    lines = [
+        "# Every iotpipe setting, with its default. Copy to iotpipe.env, uncomment what you",
+        "# change, and point IOTPIPE_CONFIG_FILE (or `iotpipe --config`) at it. Variables in",
+        "# the environment win over this file. Regenerate: iotpipe config sample > this file.",
+        "",
+        "# Optional dotenv file with more IOTPIPE_* settings (this file's format).",
+        f"# {CONFIG_FILE_VAR}=",
+    ]
+    for key, model in _COMPONENTS.items():
+        doc = (model.__doc__ or "").strip().splitlines()[0]
+        lines += ["", f"# --- {key}: {doc}"]
+        prefix = str(model.model_config.get("env_prefix", "")).upper()
+        for name, field in model.model_fields.items():
+            if field.description:
+                lines.append(f"# {field.description}")
+            default = field.get_default(call_default_factory=True)
+            lines.append(f"# {prefix}{name.upper()}={_env_value(default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
