@@ -36,7 +36,8 @@ from iotpipe import schema
 from iotpipe.errors import IotpipeError
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
-from ops.health import ComponentMetrics, HealthCollector, PipelineHealth
+from ops.health import HealthCollector
+from ops.pipeline_health import ComponentMetrics, PipelineHealth
 from sinks.influx import InfluxWriter
 from sinks.lineprotocol import point_line
 

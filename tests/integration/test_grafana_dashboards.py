@@ -30,7 +30,8 @@ from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
-from ops.health import HealthCollector, PipelineHealth
+from ops.health import HealthCollector
+from ops.pipeline_health import PipelineHealth
 from ops.stack import Stack
 from ops.status import Recorder
 from simulators.anomalies import AnomalyConfig

@@ -16,7 +16,8 @@ from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
-from ops.health import HealthCollector, PipelineHealth, collect_health
+from ops.health import HealthCollector, collect_health
+from ops.pipeline_health import PipelineHealth
 from ops.stack import Stack
 from tests.integration.pipeline import Publisher, forget_session, isolated_settings, reading
 

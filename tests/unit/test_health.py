@@ -11,17 +11,15 @@ from prometheus_client import CollectorRegistry, start_http_server
 from flows.stats import FlowStats, FlowStatsCollector
 from ingest.stats import IngestStats, StatsCollector
 from iotpipe.settings import load_settings
-from ops.health import (
+from ops.health import HealthCollector, _with_rate, _with_rates
+from ops.pipeline_health import (
     AlertCounts,
     ComponentMetrics,
     DeadLetters,
-    HealthCollector,
     PartitionLag,
     PipelineHealth,
     Sample,
     TopicHealth,
-    _with_rate,
-    _with_rates,
 )
 
 

@@ -7,7 +7,7 @@ import re
 from rich.console import Console
 
 from iotpipe.settings import load_settings
-from ops.health import (
+from ops.pipeline_health import (
     AlertCounts,
     ComponentMetrics,
     DeadLetters,
