@@ -170,7 +170,8 @@ def demo(
     as_json: JsonOption = False,
 ) -> None:
     """The whole pipeline, supervised, with a loss-checked summary; exit 1 on loss."""
-    from ops.demo.run import DemoOptions, run_demo
+    from ops.demo.plan import DemoOptions
+    from ops.demo.run import run_demo
 
     settings = _override(
         _settings(config),

@@ -14,7 +14,7 @@ from iotpipe.settings import load_settings
 from ops.demo.components import COMPONENTS, SIMULATOR, Component, child_specs, fill
 from ops.demo.losscheck import SeqLedger
 from ops.demo.metrics import parse
-from ops.demo.run import DemoOptions, free_port, make_plan
+from ops.demo.plan import DemoOptions, free_port, make_plan
 from ops.demo.summary import ReadBack, count_alerts, count_reasons, simulator_summaries
 
 
