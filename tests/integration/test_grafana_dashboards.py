@@ -43,7 +43,7 @@ from tests.integration.test_health import (
     topics_ready,
     wait_for,
 )
-from tests.unit.test_compose import dashboards, panel_queries
+from tests.unit.ops.test_compose import dashboards, panel_queries
 
 CATALOGUE = load_catalogue()
 NORMAL_TYPES = tuple(sorted(t.name for t in CATALOGUE.by_priority("normal")))

@@ -23,7 +23,7 @@ from flows.slots import SlotMap
 from iotpipe.catalogue import Catalogue, load_catalogue
 from iotpipe.errors import ConfigError
 from iotpipe.model import Alert, alert_id
-from tests.unit.reference_detectors import ReferenceDetectors
+from tests.unit.flows.reference_detectors import ReferenceDetectors
 
 # The packaged catalogue, but with the detector's own stuck rule for every type,
 # so these tests pin down the mechanism; per-type rules are tested separately.

@@ -10,8 +10,8 @@ from iotpipe import schema
 from iotpipe.model import Reading, SiteAggregate
 from ops.status import pipeline_lines
 from sinks.lineprotocol import build_lines, point_line
-from tests.unit.test_lineprotocol import _agg, _alert, parse
-from tests.unit.test_status import snapshot
+from tests.unit.ops.test_status import snapshot
+from tests.unit.sinks.test_lineprotocol import _agg, _alert, parse
 
 BY_NAME = {m.name: m for m in schema.MEASUREMENTS}
 

@@ -13,7 +13,7 @@ from flows.slots import SlotMap
 from flows.windows import TumblingWindows
 from iotpipe.durations import format_duration
 from iotpipe.model import Aggregate
-from tests.unit.windowing import Batch, assert_same, random_batches
+from tests.unit.flows.windowing import Batch, assert_same, random_batches
 
 TYPES = ["gas", "pressure", "temperature"]
 

@@ -12,7 +12,7 @@ import yaml
 
 from iotpipe.settings import InfluxSettings, KafkaSettings, MqttSettings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def compose() -> dict[str, Any]:

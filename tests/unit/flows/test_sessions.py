@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from flows.sessions import SessionWindows
 from flows.slots import SlotMap
 from iotpipe.model import Aggregate
-from tests.unit.windowing import Batch, assert_same, cut_into_batches
+from tests.unit.flows.windowing import Batch, assert_same, cut_into_batches
 
 TYPES = ["gas", "pressure", "temperature"]
 NO_WATERMARK = -(2**62)

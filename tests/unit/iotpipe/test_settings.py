@@ -10,7 +10,7 @@ import pytest
 from iotpipe.errors import ConfigError
 from iotpipe.settings import known_variables, load_settings, render_sample_env
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True)
