@@ -7,12 +7,18 @@ scaling and recovery behave exactly as Bytewax documents.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from types import FrameType
 
+from bytewax.dataflow import Dataflow
 from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
@@ -23,6 +29,7 @@ from flows.stats import FlowStats, FlowStatsCollector
 from iotpipe.errors import ConfigError
 from iotpipe.metrics import flow_metrics_port
 from iotpipe.settings import Settings
+from iotpipe.signals import STOP_SIGNALS
 
 log = logging.getLogger("iotpipe.flow")
 
@@ -50,10 +57,18 @@ def run_flow(
     """Build and run the flow until its input ends (``tail=False``) or it is stopped."""
     stats = FlowStats(settings.flow.priority)
     serve_metrics(settings, stats, process_id or 0)
-    if threading.current_thread() is threading.main_thread():
-        # SIGTERM (supervisors, Kubernetes) stops the flow as Ctrl-C does.
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
     flow = build_flow(settings, tail=tail, stats=stats)
+    with _stop_on_signals(settings.flow.stop_grace_s):
+        _run(settings, flow, stats, process_id, addresses)
+
+
+def _run(
+    settings: Settings,
+    flow: Dataflow,
+    stats: FlowStats,
+    process_id: int | None,
+    addresses: list[str] | None,
+) -> None:
     try:
         cli_main(  # type: ignore[no-untyped-call]  # bytewax.run is not annotated
             flow,
@@ -70,6 +85,40 @@ def run_flow(
         if isinstance(exc, BytewaxRuntimeError) and not _by_signal(exc):
             raise
         log.info("stopped by a signal after %d readings", stats.readings)
+
+
+@contextmanager
+def _stop_on_signals(grace_s: float) -> Iterator[None]:
+    """SIGINT and SIGTERM stop the flow the way Bytewax expects (``KeyboardInterrupt``);
+    the first also starts a watchdog: a flow still running ``grace_s`` later prints
+    every thread's stack (where it is stuck) and exits 1, so a supervisor waiting for
+    it is never left waiting and the cause is in the log."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    done, asked = threading.Event(), threading.Event()
+
+    def watchdog(signum: int) -> None:
+        if done.wait(grace_s):
+            return
+        name = signal.Signals(signum).name
+        log.error("still running %.0f s after %s; thread stacks follow; exit 1", grace_s, name)
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(1)
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if not asked.is_set():
+            asked.set()
+            threading.Thread(target=watchdog, args=(signum,), daemon=True).start()
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        done.set()
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _by_signal(exc: BaseException) -> bool:

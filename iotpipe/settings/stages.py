@@ -204,6 +204,12 @@ class FlowSettings(BaseSettings):
         None, description="Bytewax recovery database directory; empty = no recovery."
     )
     epoch_interval_s: float = Field(5.0, gt=0, description="Snapshot (epoch) interval.")
+    stop_grace_s: float = Field(
+        20.0,
+        gt=0,
+        description="After SIGINT/SIGTERM, a flow still running this long prints its thread"
+        " stacks and exits 1.",
+    )
     late_topic: bool = Field(True, description="Send late readings to the `late` Kafka topic.")
     rollup: bool = Field(
         True, description="Per-site, per-type roll-ups of the tumbling windows (site_agg)."

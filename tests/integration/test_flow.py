@@ -275,6 +275,6 @@ def test_a_flow_busy_emitting_alerts_stops_at_once(
         raise AssertionError(f"running 30 s after the signal:\n{tail}") from None
     took = time.monotonic() - stopped
     out = log.read_text()
-    assert proc.returncode == 0, out[-3000:]
+    assert proc.returncode == 0, out[-12000:]  # a stuck stop prints every thread's stack
     assert "stopped by a signal" in out
     assert took < 10, f"took {took:.1f} s to stop"
