@@ -21,7 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -40,7 +40,7 @@ from sinks.alert_targets import (
     alert_json,
     log_alert,
 )
-from sinks.dead_letter import DeadLetterWriter, SinkDeadLetter, now_ms
+from sinks.dead_letter import DeadLetterWriter, LetterSink, SinkDeadLetter, now_ms
 
 log = logging.getLogger(__name__)
 _alert_decoder = msgspec.json.Decoder(Alert)
@@ -59,16 +59,48 @@ class EmitterStats:
     undelivered: Counter[str] = field(default_factory=Counter)  # dead-lettered, by output
 
 
+class BatchTarget(Protocol):
+    """Sends a batch, returns what it could not deliver (Kafka and MQTT targets)."""
+
+    def send(self, alerts: list[Alert]) -> Undelivered: ...
+
+    def close(self) -> None: ...
+
+
+class RecordTarget(BatchTarget, Protocol):
+    """The system of record (the ``alerts`` topic)."""
+
+    topic: str
+
+
+class PostTarget(Protocol):
+    """One request per alert, retried inside ``post`` (the webhook)."""
+
+    url: str
+    attempts: int
+
+    def post(self, alert: Alert) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class AlertEmitter:
-    """Sends alerts to Kafka and the routed targets; usable without Bytewax."""
+    """Sends alerts to Kafka and the routed targets; usable without Bytewax.
+
+    The targets are built from the settings unless given (unit tests give
+    their own, to check routing and failure handling without servers).
+    """
 
     def __init__(
         self,
         settings: Settings,
-        dead_letters: DeadLetterWriter | None = None,
+        dead_letters: LetterSink | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        kafka: RecordTarget | None = None,
+        mqtt: BatchTarget | None = None,
+        webhook: PostTarget | None = None,
     ) -> None:
         self.settings = settings
         conf = settings.alert
@@ -81,11 +113,13 @@ class AlertEmitter:
         )
         self._dead_letters = dead_letters
         used = set().union(*(conf.route(s) for s in ("info", "warning", "critical")))
-        self.kafka = KafkaAlertTarget(settings.kafka, conf.publish_timeout_s)
-        self.mqtt = (
-            MqttAlertTarget(settings.mqtt, conf.publish_timeout_s) if "mqtt" in used else None
-        )
-        self.webhook = WebhookTarget(conf, sleep) if "webhook" in used else None
+        self.kafka: RecordTarget = kafka or KafkaAlertTarget(settings.kafka, conf.publish_timeout_s)
+        self.mqtt: BatchTarget | None = None
+        if "mqtt" in used:
+            self.mqtt = mqtt or MqttAlertTarget(settings.mqtt, conf.publish_timeout_s)
+        self.webhook: PostTarget | None = None
+        if "webhook" in used:
+            self.webhook = webhook or WebhookTarget(conf, sleep)
 
     def start(self) -> None:
         """Check the alerts topic exists; seed de-duplication from it."""
@@ -154,7 +188,7 @@ class AlertEmitter:
             raise ConnectorError(f"{sink}: {len(failed)} alerts undelivered: {failed[0][1]}")
         self._dead_letters.send(letters)
 
-    def _post(self, webhook: WebhookTarget, alert: Alert) -> None:
+    def _post(self, webhook: PostTarget, alert: Alert) -> None:
         try:
             webhook.post(alert)
             self.stats.to_webhook += 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 import msgspec
 
@@ -32,6 +33,14 @@ class SinkDeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):
     failed_at: int  # ms since the epoch
     attempts: int = 0
     target: str | None = None  # bucket or URL
+
+
+class LetterSink(Protocol):
+    """Where undeliverable items go: ``DeadLetterWriter`` (``dlq.sink``), or a test's list."""
+
+    topic: str
+
+    def send(self, letters: Sequence[SinkDeadLetter]) -> None: ...
 
 
 _encoder = msgspec.json.Encoder()

@@ -38,7 +38,7 @@ from iotpipe.errors import ConfigError, ConnectorError
 from iotpipe.retry import Backoff, retry_after_s
 from iotpipe.schema import PRECISION
 from iotpipe.settings import InfluxSettings, Settings, SinkSettings
-from sinks.dead_letter import DeadLetterWriter, SinkDeadLetter, now_ms
+from sinks.dead_letter import DeadLetterWriter, LetterSink, SinkDeadLetter, now_ms
 from sinks.lineprotocol import Lines, build_lines
 
 log = logging.getLogger(__name__)
@@ -74,14 +74,6 @@ class Transport(Protocol):
     ) -> Any: ...
 
     def clear(self) -> None: ...
-
-
-class LetterSink(Protocol):
-    """Where undeliverable points go: ``DeadLetterWriter`` (``dlq.sink``)."""
-
-    topic: str
-
-    def send(self, letters: Sequence[SinkDeadLetter]) -> None: ...
 
 
 class InfluxWriter:
