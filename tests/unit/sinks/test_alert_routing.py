@@ -8,14 +8,13 @@ is checked in milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from iotpipe.errors import ConnectorError
 from iotpipe.model import Alert
 from iotpipe.settings import AlertSettings, load_settings
 from sinks.alerts import AlertEmitter
-from sinks.dead_letter import SinkDeadLetter
+from tests.unit.sinks.letters import Letters
 
 
 @dataclass
@@ -46,15 +45,6 @@ class Posts:
 
     def close(self) -> None:
         pass
-
-
-@dataclass
-class Letters:
-    topic: str = "dlq.sink"
-    sent: list[SinkDeadLetter] = field(default_factory=list)
-
-    def send(self, letters: Sequence[SinkDeadLetter]) -> None:
-        self.sent.extend(letters)
 
 
 def alert(alert_id: str, severity: str, device: str = "d1", state: str = "raised") -> Alert:

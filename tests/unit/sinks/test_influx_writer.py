@@ -8,7 +8,7 @@ the same writer against the real server.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -16,8 +16,8 @@ import urllib3
 
 from iotpipe.errors import ConfigError
 from iotpipe.settings import InfluxSettings, SinkSettings
-from sinks.dead_letter import SinkDeadLetter
 from sinks.influx import InfluxWriter
+from tests.unit.sinks.letters import Letters
 
 
 @dataclass
@@ -48,15 +48,6 @@ class Scripted:
 
     def clear(self) -> None:
         pass
-
-
-@dataclass
-class Letters:
-    topic: str = "dlq.sink"
-    sent: list[SinkDeadLetter] = field(default_factory=list)
-
-    def send(self, letters: Sequence[SinkDeadLetter]) -> None:
-        self.sent.extend(letters)
 
 
 def writer(http: Scripted, sleeps: list[float], **sink: object) -> tuple[InfluxWriter, Letters]:
