@@ -51,6 +51,29 @@ def run_ingester(
     stays up without reading anything would look healthy and ingest nothing.
     """
     stop = stop or threading.Event()
+
+    def note(signum: int) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+
+    # Installed before anything slow: a supervisor's SIGTERM during start-up
+    # is a clean stop (exit 0), not death by the default handler.
+    with stop_on_signals(stop, again=stop.set, note=note):
+        ingester = _start(settings)
+        if on_start is not None:
+            on_start(ingester)  # embedding code (and tests) get the running ingester
+        _watch(ingester, settings, stop)
+        drained = ingester.stop()  # a repeated signal during the drain changes nothing
+    log.info(summary_line(ingester.stats, None, 1.0))
+    if not drained:
+        log.warning(
+            "stopped with %d messages unacknowledged; the broker will redeliver them",
+            ingester.stats.inflight,
+        )
+    return ingester.stats
+
+
+def _start(settings: Settings) -> Ingester:
+    """Topics, the metrics endpoint, then the MQTT session and Kafka producer."""
     catalogue = load_catalogue(settings.core.sensors_file)
     topics = KafkaTopics(settings.kafka.topic_prefix)
     created = ensure_topics(settings.kafka, topics.all_topics(catalogue.names))
@@ -68,23 +91,8 @@ def run_ingester(
             settings.ingest.metrics_host,
             settings.ingest.metrics_port,
         )
-
-    def note(signum: int) -> None:
-        log.info("%s: stopping", signal.Signals(signum).name)
-
-    with stop_on_signals(stop, again=stop.set, note=note):
-        ingester.start()
-        if on_start is not None:
-            on_start(ingester)  # embedding code (and tests) get the running ingester
-        _watch(ingester, settings, stop)
-        drained = ingester.stop()  # a repeated signal during the drain changes nothing
-    log.info(summary_line(ingester.stats, None, 1.0))
-    if not drained:
-        log.warning(
-            "stopped with %d messages unacknowledged; the broker will redeliver them",
-            ingester.stats.inflight,
-        )
-    return ingester.stats
+    ingester.start()
+    return ingester
 
 
 def _watch(ingester: Ingester, settings: Settings, stop: threading.Event) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +41,7 @@ from iotpipe.topics import KafkaTopics
 from ops.health import HealthCollector
 from ops.stack import Stack
 from simulators.generate import generate_payloads
+from tests.integration.pipeline import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
@@ -51,12 +51,6 @@ SPAN_S = 20 * 60
 HOT = "hot-0001"  # the device with the known anomaly
 HOT_VALUE = 95.5  # temperature critical bound is 60
 LIVE = "hot-0002"  # injected while the alert page is open
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

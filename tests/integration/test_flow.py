@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from iotpipe.model import Reading
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
 from ops.stack import Stack
-from tests.integration.pipeline import topic_sizes
+from tests.integration.pipeline import free_port, topic_sizes
 
 CATALOGUE = load_catalogue()
 
@@ -184,12 +183,6 @@ def test_metrics_and_committed_progress(flow_settings: Settings) -> None:
     behind = {(c.topic, c.partition): ends[(c.topic, c.partition)] - c.offset for c in committed}
     assert sum(ends.values()) == len(readings)
     assert all(lag == 0 for key, lag in behind.items() if ends[key] > 0), behind
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_kill_9_and_resume_gives_the_uninterrupted_result(

@@ -19,15 +19,15 @@ from iotpipe.topics import KafkaTopics
 from ops.health import HealthCollector, collect_health
 from ops.pipeline_health import PipelineHealth
 from ops.stack import Stack
-from tests.integration.pipeline import Publisher, forget_session, isolated_settings, reading
+from tests.integration.pipeline import (
+    Publisher,
+    forget_session,
+    free_port,
+    isolated_settings,
+    reading,
+)
 
 CATALOGUE = load_catalogue()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def free_port_pair() -> int:

@@ -28,6 +28,7 @@ from ops.stack import Stack
 from tests.integration.pipeline import (
     Publisher,
     forget_session,
+    free_port,
     isolated_settings,
     read_topics,
     reading,
@@ -245,13 +246,13 @@ def assert_every_seq_arrived(settings: Settings, devices: list[str], count: int)
     return sum(n - 1 for c in seen.values() for n in c.values())
 
 
-def ingester_process(settings: Settings) -> subprocess.Popen[bytes]:
+def ingester_process(settings: Settings, metrics_port: int = 0) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "IOTPIPE_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "IOTPIPE_MQTT_SHARED_GROUP": settings.mqtt.shared_group,
         "IOTPIPE_INGEST_INSTANCE": settings.ingest.instance,
-        "IOTPIPE_INGEST_METRICS_PORT": "0",
+        "IOTPIPE_INGEST_METRICS_PORT": str(metrics_port),
         "IOTPIPE_INGEST_LOG_INTERVAL_S": "1",
         "IOTPIPE_INGEST_SESSION_EXPIRY_S": "600",
     }
@@ -263,29 +264,52 @@ def ingester_process(settings: Settings) -> subprocess.Popen[bytes]:
     )
 
 
+def wait_subscribed(proc: subprocess.Popen[bytes], metrics_port: int) -> None:
+    """Readiness is a metric: wait for it rather than for a fixed time."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+
+    def ready() -> bool:
+        assert proc.poll() is None, f"ingester exited {proc.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return "iotpipe_ingest_subscribed 1.0" in resp.read().decode()
+        except OSError:
+            return False
+
+    wait_for(ready, 60, "ingester subscribed")
+
+
+def distinct_seqs(settings: Settings) -> int:
+    """(device, seq) pairs in the readings topic: a redelivered copy counts once."""
+    topic = KafkaTopics(settings.kafka.topic_prefix).readings("temperature")
+    size = topic_sizes(settings.kafka, [topic])[topic]
+    got = read_topics(settings.kafka, [topic], size)[topic] if size else []
+    return len({(obj["device_id"], obj["seq"]) for obj in (json.loads(v) for _k, v in got)})
+
+
 def test_kill_9_mid_stream_loses_nothing(pipeline: Callable[..., Settings], unique: str) -> None:
     s = pipeline()
     devices = [f"k9-{unique}-{i}" for i in range(5)]
     count = 2000
-    proc = ingester_process(s)
+    port = free_port()
+    proc = ingester_process(s, port)
     pub = Publisher(s.mqtt, f"pub-{unique}")
     try:
-        time.sleep(2)  # let the ingester subscribe
-        publisher = threading.Thread(target=publish_stream, args=(pub, devices, count, 50, 0.02))
+        wait_subscribed(proc, port)
+        # About 4 s of publishing, so the kill lands mid-stream on any machine.
+        publisher = threading.Thread(target=publish_stream, args=(pub, devices, count, 10, 0.02))
         publisher.start()
         time.sleep(1.0)
+        assert publisher.is_alive(), "the stream ended before the kill"
         proc.send_signal(signal.SIGKILL)  # mid-stream, no chance to flush or ack
         proc.wait(10)
         time.sleep(1.0)
-        proc = ingester_process(s)  # same instance: resumes the persistent session
+        port = free_port()
+        proc = ingester_process(s, port)  # same instance: resumes the persistent session
+        wait_subscribed(proc, port)
         publisher.join(120)
         pub.wait_all()
-        topic = KafkaTopics(s.kafka.topic_prefix).readings("temperature")
-        wait_for(
-            lambda: topic_sizes(s.kafka, [topic])[topic] >= count * len(devices),
-            90,
-            "every reading in Kafka",
-        )
+        wait_for(lambda: distinct_seqs(s) >= count * len(devices), 90, "every reading in Kafka")
     finally:
         pub.close()
         proc.send_signal(signal.SIGTERM)
