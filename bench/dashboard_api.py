@@ -130,7 +130,11 @@ async def time_endpoints(settings: Settings, rounds: int) -> list[tuple[str, flo
     app.state.api.store.cache_s = 0.0
     out = []
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://127.0.0.1",
+        headers={"Authorization": f"Bearer {app.state.token}"},
+    ) as client:
         for url in ENDPOINTS:
             took = []
             size = 0

@@ -31,8 +31,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.ingester import Ingester
+from ingest.mqtt import ingest_client_id
 from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import delete_topics, ensure_topics
+from iotpipe.connectors.mqtt import authenticate
 from iotpipe.settings import MqttSettings, Settings, load_settings
 from iotpipe.topics import KafkaTopics
 
@@ -77,6 +79,7 @@ def preload(mqtt_settings: MqttSettings, messages: list[tuple[str, bytes]]) -> f
             done.set()
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    authenticate(client, mqtt_settings)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.on_publish = on_publish
@@ -99,6 +102,7 @@ def preload(mqtt_settings: MqttSettings, messages: list[tuple[str, bytes]]) -> f
 def session_subscribe(mqtt_settings: MqttSettings, client_id: str, topic: str) -> None:
     """Create a persistent session with a subscription, then go offline."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    authenticate(client, mqtt_settings)
     subscribed = threading.Event()
     client.on_subscribe = lambda *_a: subscribed.set()
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -122,6 +126,7 @@ def drain_bare_paho(mqtt_settings: MqttSettings, client_id: str, expected: int) 
             done.set()
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    authenticate(client, mqtt_settings)
     client.on_message = on_message
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 0
@@ -184,7 +189,7 @@ def run_case(
         preload(settings.mqtt, data)
         bare = drain_bare_paho(settings.mqtt, bare_id, messages)
         # The ingester: create its session, go offline, preload, drain.
-        client_id = f"{settings.mqtt.client_id_prefix}-ingest-{settings.ingest.instance}"
+        client_id = ingest_client_id(settings.mqtt, settings.ingest)
         session_subscribe(settings.mqtt, client_id, "sensors/#")
         publish_s = preload(settings.mqtt, data)
         with around_drain():

@@ -10,6 +10,7 @@ worker threads, so one slow query never stalls the others.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from dashboard import flux, shaping
+from dashboard.access import allowed_hosts, install_access
 from dashboard.store import BucketMissingError, FluxStore
 from iotpipe import __version__
 from iotpipe.catalogue import load_catalogue
@@ -243,9 +245,12 @@ def create_app(settings: Settings, collector: Callable[[Settings], Collector]) -
 
     ``collector`` builds the pipeline-health collector on first use: the
     application that serves the dashboard wires it in, so the dashboard
-    imports no application above it.
+    imports no application above it. Every page and API call needs the
+    token (``app.state.token``: the configured one, else a fresh one).
     """
     api = Api(settings, collector)
+    web = settings.dashboard
+    token = web.token.get_secret_value() if web.token else secrets.token_urlsafe(24)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -262,6 +267,8 @@ def create_app(settings: Settings, collector: Callable[[Settings], Collector]) -
         redoc_url=None,
     )
     app.state.api = api
+    app.state.token = token
+    install_access(app, token, allowed_hosts(web.host, web.allowed_hosts))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for route, page in PAGES.items():
         app.add_api_route(route, _page(page), include_in_schema=False)

@@ -38,14 +38,27 @@ STEPS_S = (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600,
 SEVERITIES = ("info", "warning", "critical")
 
 _ESCAPES = str.maketrans(
-    {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "$": "\\x24"}
+    {
+        # NUL and every control character (C0, DEL, C1) as the bytes of its UTF-8
+        **{
+            chr(c): "".join(f"\\x{b:02x}" for b in chr(c).encode())
+            for c in [*range(0x20), *range(0x7F, 0xA0)]
+        },
+        "\\": "\\\\",
+        '"': '\\"',
+        "\n": "\\n",
+        "\r": "\\r",
+        "\t": "\\t",
+        "$": "\\x24",
+    }
 )
 
 
 def flux_string(value: str) -> str:
     """``value`` as a Flux string literal, quotes included.
 
-    Backslash, double quote and control characters get their escapes, and
+    Backslash, double quote, newline, CR and tab get their escapes, NUL and
+    every other control character a byte escape (``\\x00``), and
     every ``$`` becomes the byte escape ``\\x24``: Flux starts interpolation
     at ``${``, and its scanner takes the character after any other ``$`` raw
     (so ``$\\`` would swallow the backslash), which ``\\$`` cannot fix because

@@ -3,4 +3,4 @@
 from flows.dataflow import build_flow
 from iotpipe.settings import load_settings
 
-flow = build_flow(load_settings())
+flow = build_flow(load_settings(role="alerts"))

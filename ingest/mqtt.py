@@ -35,7 +35,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from iotpipe.connectors.mqtt import build_client
+from iotpipe.connectors.mqtt import build_client, session_client_id
 from iotpipe.errors import ConnectorError
 from iotpipe.settings import IngestSettings, MqttSettings
 from iotpipe.topics import mqtt_subscription
@@ -46,6 +46,11 @@ _PUBACK = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
 
 
+def ingest_client_id(mqtt_settings: MqttSettings, ingest: IngestSettings) -> str:
+    """The ingester instance's persistent session (secret, see ``session_client_id``)."""
+    return session_client_id(mqtt_settings, f"ingest-{ingest.instance}")
+
+
 class MqttSession:
     """Receives readings from the broker; the caller acknowledges each message."""
 
@@ -54,7 +59,7 @@ class MqttSession:
     ) -> None:
         self.settings = mqtt_settings
         self.ingest = ingest
-        self.client_id = f"{mqtt_settings.client_id_prefix}-ingest-{ingest.instance}"
+        self.client_id = ingest_client_id(mqtt_settings, ingest)
         group = mqtt_settings.shared_group or None
         sites = mqtt_settings.site_list() or (None,)
         self.subscriptions = [mqtt_subscription(group, site) for site in sites]

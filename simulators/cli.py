@@ -76,7 +76,7 @@ def simulate(
 ) -> None:
     """Simulate a device fleet (or replay a series) into MQTT, Kafka or a file."""
     try:
-        settings = load_settings(config)
+        settings = load_settings(config, role="fleet")
         sim = merge_options(settings.sim, options)
         summary = run_simulation(settings, sim, progress=not (quiet or as_json))
     except IotpipeError as exc:

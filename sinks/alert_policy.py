@@ -26,6 +26,7 @@ from typing import Any
 from iotpipe.model import Alert
 
 SIGNATURE_HEADER = "X-Iotpipe-Signature"
+ALERT_SIGNATURE = "iotpipe-signature"  # Kafka record header and MQTT v5 user property
 
 
 def sign(body: bytes, secret: str) -> str:

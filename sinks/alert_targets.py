@@ -17,6 +17,9 @@ from typing import Any
 import msgspec
 import paho.mqtt.client as mqtt_client
 import urllib3
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import SecretStr
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from iotpipe.connectors.mqtt import build_client
@@ -25,7 +28,7 @@ from iotpipe.model import Alert
 from iotpipe.retry import Backoff, retry_after_s
 from iotpipe.settings import AlertSettings, KafkaSettings, MqttSettings
 from iotpipe.topics import KafkaTopics, TopicError, mqtt_alert_topic
-from sinks.alert_policy import SIGNATURE_HEADER, sign
+from sinks.alert_policy import ALERT_SIGNATURE, SIGNATURE_HEADER, sign
 from sinks.confirmed import ConfirmedProducer
 
 log = logging.getLogger(__name__)
@@ -46,21 +49,32 @@ def alert_json(alert: Alert) -> bytes:
 Undelivered = list[tuple[Alert, str]]  # an alert one output could not deliver, and why
 
 
+def _key(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret else None
+
+
 class KafkaAlertTarget:
     """The system of record: every non-duplicate alert, keyed by device.
 
     ``send`` waits through a Kafka outage (the flow waits with it); only an
-    alert Kafka refuses for good comes back, to be dead-lettered.
+    alert Kafka refuses for good comes back, to be dead-lettered. With a key
+    each record carries an ``iotpipe-signature`` header over its exact value.
     """
 
-    def __init__(self, kafka: KafkaSettings, timeout_s: float) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, timeout_s: float, signing_key: SecretStr | None = None
+    ) -> None:
         self.topic = KafkaTopics(kafka.topic_prefix).alerts
         self.timeout_s = timeout_s
+        self._key = _key(signing_key)
         self._producer = ConfirmedProducer(kafka, self.topic)
 
     def send(self, alerts: list[Alert]) -> Undelivered:
         records = [(self.topic, alert_json(a), a.device_id.encode()) for a in alerts]
-        return [(alerts[i], error) for i, error in self._producer.send(records)]
+        headers = None
+        if self._key:
+            headers = [[(ALERT_SIGNATURE, sign(v, self._key).encode())] for _t, v, _k in records]
+        return [(alerts[i], error) for i, error in self._producer.send(records, headers)]
 
     def close(self) -> None:
         self._producer.close(self.timeout_s)
@@ -74,8 +88,12 @@ class MqttAlertTarget:
     connection was down even though paho still sends it after reconnecting.
     """
 
-    def __init__(self, mqtt: MqttSettings, timeout_s: float) -> None:
+    def __init__(
+        self, mqtt: MqttSettings, timeout_s: float, signing_key: SecretStr | None = None
+    ) -> None:
         self.timeout_s = timeout_s
+        self._key = _key(signing_key)
+        self._v5 = mqtt.protocol == "5"
         self._acked: set[int] = set()
         self._cond = threading.Condition()
         self._connected = threading.Event()
@@ -96,6 +114,14 @@ class MqttAlertTarget:
                 f"MQTT {mqtt.url}: no connection in {timeout_s:.0f}s", retryable=True
             )
 
+    def _signed(self, body: bytes) -> Properties | None:
+        """MQTT v5 carries the signature as a user property (3.1.1 has nowhere to put it)."""
+        if not (self._key and self._v5):
+            return None
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.UserProperty = [(ALERT_SIGNATURE, sign(body, self._key))]
+        return props
+
     def _on_publish(self, *args: Any) -> None:
         with self._cond:
             self._acked.add(args[2])  # (client, userdata, mid, reason, properties)
@@ -112,7 +138,8 @@ class MqttAlertTarget:
         for a in alerts:
             try:
                 topic = mqtt_alert_topic(a.site, a.sensor_type, a.device_id)
-                info = self._client.publish(topic, alert_json(a), qos=1)
+                body = alert_json(a)
+                info = self._client.publish(topic, body, qos=1, properties=self._signed(body))
             except (TopicError, ValueError) as exc:
                 failed.append((a, f"not publishable on MQTT: {exc}"))
                 continue

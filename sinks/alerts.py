@@ -25,13 +25,13 @@ from typing import Any, Protocol
 
 import msgspec
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from iotpipe.connectors.kafka import broker_metadata
 from iotpipe.errors import ConfigError, ConnectorError
 from iotpipe.model import Alert
 from iotpipe.settings import KafkaSettings, Settings
-from sinks.alert_policy import AlertGate, Verdict
+from sinks.alert_policy import ALERT_SIGNATURE, AlertGate, Verdict, verify
 from sinks.alert_targets import (
     KafkaAlertTarget,
     MqttAlertTarget,
@@ -56,6 +56,7 @@ class EmitterStats:
     to_webhook: int = 0
     to_log: int = 0
     webhook_failed: int = 0
+    forged_seen: int = 0  # records on the alerts topic without our signature, at start
     undelivered: Counter[str] = field(default_factory=Counter)  # dead-lettered, by output
 
 
@@ -113,10 +114,13 @@ class AlertEmitter:
         )
         self._dead_letters = dead_letters
         used = set().union(*(conf.route(s) for s in ("info", "warning", "critical")))
-        self.kafka: RecordTarget = kafka or KafkaAlertTarget(settings.kafka, conf.publish_timeout_s)
+        key = conf.signing_key
+        self.kafka: RecordTarget = kafka or KafkaAlertTarget(
+            settings.kafka, conf.publish_timeout_s, key
+        )
         self.mqtt: BatchTarget | None = None
         if "mqtt" in used:
-            self.mqtt = mqtt or MqttAlertTarget(settings.mqtt, conf.publish_timeout_s)
+            self.mqtt = mqtt or MqttAlertTarget(settings.mqtt, conf.publish_timeout_s, key)
         self.webhook: PostTarget | None = None
         if "webhook" in used:
             self.webhook = webhook or WebhookTarget(conf, sleep)
@@ -133,11 +137,31 @@ class AlertEmitter:
                 f"Kafka topic {self.kafka.topic!r} does not exist; run `iotpipe topics create`"
             )
         conf = self.settings.alert
-        if conf.dedupe_seed_from_kafka and conf.dedupe_horizon_s:
-            seen = recent_alerts(self.settings.kafka, self.kafka.topic, conf.dedupe_horizon_s)
-            for alert_id, state in seen:
-                self.gate.remember(alert_id, state)
-            log.info("remembered %d recent alerts from %s", len(seen), self.kafka.topic)
+        if not (conf.dedupe_seed_from_kafka and conf.dedupe_horizon_s):
+            return
+        if conf.signing_key is None:
+            log.warning(
+                "no IOTPIPE_ALERT_SIGNING_KEY: not seeding de-duplication from %s (an unsigned"
+                " record there could be a forgery that suppresses a real alert)",
+                self.kafka.topic,
+            )
+            return
+        seen = recent_alerts(
+            self.settings.kafka,
+            self.kafka.topic,
+            conf.dedupe_horizon_s,
+            conf.signing_key.get_secret_value(),
+        )
+        for alert_id, state in seen.signed:
+            self.gate.remember(alert_id, state)
+        log.info("remembered %d recent alerts from %s", len(seen.signed), self.kafka.topic)
+        if seen.forged:
+            self.stats.forged_seen = seen.forged
+            log.error(
+                "%d records on %s are not signed by this pipeline's key; ignored (forged?)",
+                seen.forged,
+                self.kafka.topic,
+            )
 
     def emit(self, alerts: Iterable[Alert]) -> None:
         """Emit a batch; returns once every target has confirmed."""
@@ -214,8 +238,16 @@ class AlertEmitter:
                 target.close()
 
 
-def recent_alerts(kafka: KafkaSettings, topic: str, horizon_s: float) -> list[tuple[str, str]]:
-    """(alert_id, state) of every alert written to ``topic`` in the last ``horizon_s``."""
+@dataclass
+class RecentAlerts:
+    """The alerts topic's last horizon: what we signed, and how many records we did not."""
+
+    signed: list[tuple[str, str]] = field(default_factory=list)  # (alert_id, state)
+    forged: int = 0
+
+
+def recent_alerts(kafka: KafkaSettings, topic: str, horizon_s: float, key: str) -> RecentAlerts:
+    """(alert_id, state) of every alert this pipeline (``key``) wrote in the last ``horizon_s``."""
     consumer = Consumer(
         {
             **kafka.client_config(),
@@ -224,7 +256,7 @@ def recent_alerts(kafka: KafkaSettings, topic: str, horizon_s: float) -> list[tu
             "auto.offset.reset": "latest",
         }
     )
-    out: list[tuple[str, str]] = []
+    out = RecentAlerts()
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         since = now_ms() - int(horizon_s * 1000)
@@ -243,18 +275,27 @@ def recent_alerts(kafka: KafkaSettings, topic: str, horizon_s: float) -> list[tu
                 if msg.error():
                     continue
                 value = msg.value()
-                if value:
+                if value and _signed_by(msg, value, key):
                     try:
                         alert = _alert_decoder.decode(value)
-                        out.append((alert.alert_id, alert.state))
+                        out.signed.append((alert.alert_id, alert.state))
                     except msgspec.DecodeError:
                         pass
+                elif value:
+                    out.forged += 1
                 offset = msg.offset()
                 if offset is not None and offset + 1 >= ends.get(msg.partition() or 0, 0):
                     ends.pop(msg.partition() or 0, None)
     finally:
         consumer.close()
     return out
+
+
+def _signed_by(msg: Message, value: bytes, key: str) -> bool:
+    for name, header in msg.headers() or []:
+        if name == ALERT_SIGNATURE and header is not None:
+            return verify(value, key, header.decode(errors="replace"))
+    return False
 
 
 class _AlertPartition(StatelessSinkPartition[Any]):

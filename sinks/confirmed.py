@@ -23,6 +23,7 @@ from iotpipe.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 Record = tuple[str, bytes, bytes | None]  # topic, value, key
+Headers = list[tuple[str, bytes]]
 WARN_EVERY_S = 30.0
 
 
@@ -34,12 +35,24 @@ class ConfirmedProducer:
         self._producer = Producer(producer_config(kafka, **{"linger.ms": 5, **config}))
         self._refused: list[tuple[int, str]] = []
 
-    def send(self, records: Sequence[Record]) -> list[tuple[int, str]]:
-        """Write all; returns (index, error) of the records Kafka refused for good."""
+    def send(
+        self, records: Sequence[Record], headers: Sequence[Headers] | None = None
+    ) -> list[tuple[int, str]]:
+        """Write all; returns (index, error) of the records Kafka refused for good.
+
+        ``headers``, if given, holds each record's Kafka headers (same order).
+        """
         self._refused = []
         for i, (topic, value, key) in enumerate(records):
             try:
-                produce_waiting(self._producer, topic, value, key, self._callback(i))
+                produce_waiting(
+                    self._producer,
+                    topic,
+                    value,
+                    key,
+                    self._callback(i),
+                    headers=headers[i] if headers else None,
+                )
             except Exception as exc:  # refused at once (e.g. too large)
                 self._refused.append((i, str(exc)))
         started = time.monotonic()

@@ -46,6 +46,7 @@ def produce_waiting(
     key: bytes | None = None,
     on_delivery: DeliveryCallback | None = None,
     wait: Callable[[], object] | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
 ) -> None:
     """Queue one write; while librdkafka's queue is full, wait for it to drain (never drop).
 
@@ -54,10 +55,12 @@ def produce_waiting(
     """
     while True:
         try:
-            if on_delivery is None:
-                producer.produce(topic, value, key)
-            else:
-                producer.produce(topic, value, key, on_delivery=on_delivery)
+            extra: dict[str, object] = {}
+            if on_delivery is not None:
+                extra["on_delivery"] = on_delivery
+            if headers:
+                extra["headers"] = headers
+            producer.produce(topic, value, key, **extra)
             return
         except BufferError:
             if wait is None:

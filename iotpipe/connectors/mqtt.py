@@ -6,6 +6,8 @@ security setting (a password, a CA, a client certificate) applies to each.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ssl
 
 import paho.mqtt.client as mqtt
@@ -26,9 +28,7 @@ def build_client(
         clean_session=None if protocol == mqtt.MQTTv5 else False,
         manual_ack=manual_ack,
     )
-    if mqtt_settings.username:
-        password = mqtt_settings.password.get_secret_value() if mqtt_settings.password else None
-        client.username_pw_set(mqtt_settings.username, password)
+    authenticate(client, mqtt_settings)
     if mqtt_settings.tls:
         client.tls_set(
             ca_certs=str(mqtt_settings.tls_ca_file) if mqtt_settings.tls_ca_file else None,
@@ -38,3 +38,25 @@ def build_client(
         )
         client.tls_insecure_set(mqtt_settings.tls_insecure)
     return client
+
+
+def authenticate(client: mqtt.Client, mqtt_settings: MqttSettings) -> None:
+    """The settings' account on a paho client (bare clients in tools and tests too)."""
+    if mqtt_settings.username:
+        password = mqtt_settings.password.get_secret_value() if mqtt_settings.password else None
+        client.username_pw_set(mqtt_settings.username, password)
+
+
+def session_client_id(mqtt_settings: MqttSettings, name: str) -> str:
+    """A persistent session's client id that only the account's owner can know.
+
+    A broker hands a session to whoever connects with its client id; with a
+    predictable id (``iotpipe-ingest-a``) any authenticated device could take
+    over the ingester's session and the readings queued for it. A tag keyed
+    by the account's password keeps the id stable across restarts and secret.
+    """
+    base = f"{mqtt_settings.client_id_prefix}-{name}"
+    if mqtt_settings.password is None:
+        return base
+    key = mqtt_settings.password.get_secret_value().encode()
+    return f"{base}-{hmac.new(key, base.encode(), hashlib.sha256).hexdigest()[:12]}"

@@ -21,6 +21,7 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsError
 
+from iotpipe.credentials import Role, load_local_credentials, mqtt_account
 from iotpipe.errors import ConfigError
 from iotpipe.settings.apps import DashboardSettings, DemoSettings, SimulatorSettings
 from iotpipe.settings.base import CONFIG_FILE_VAR, ENV_PREFIX, CoreSettings
@@ -56,6 +57,7 @@ __all__ = [
     "load_settings",
     "parse_sliding",
     "render_sample_env",
+    "with_local_credentials",
 ]
 
 
@@ -114,11 +116,12 @@ def _reject_unknown(source: Mapping[str, object], where: str) -> None:
             raise ConfigError(f"{name}: unknown setting in {where}{suggestion}")
 
 
-def load_settings(config_file: Path | str | None = None) -> Settings:
+def load_settings(config_file: Path | str | None = None, role: Role = "admin") -> Settings:
     """Build the settings from the environment and an optional dotenv file.
 
-    ``config_file`` defaults to ``$IOTPIPE_CONFIG_FILE``. Raises ``ConfigError``
-    naming the first offending variable.
+    ``config_file`` defaults to ``$IOTPIPE_CONFIG_FILE``. Credentials not set
+    there come from the local stack's generated ones, as the account of
+    ``role``. Raises ``ConfigError`` naming the first offending variable.
     """
     _reject_unknown(os.environ, "the environment")
     path = config_file or os.environ.get(CONFIG_FILE_VAR)
@@ -129,7 +132,28 @@ def load_settings(config_file: Path | str | None = None) -> Settings:
             raise ConfigError(f"{CONFIG_FILE_VAR}: config file {env_file} does not exist")
         _reject_unknown(dotenv_values(env_file), str(env_file))
     built = {key: _build(model, env_file) for key, model in _COMPONENTS.items()}
-    return Settings.model_validate(built)
+    return with_local_credentials(Settings.model_validate(built), role)
+
+
+def with_local_credentials(settings: Settings, role: Role) -> Settings:
+    """Fill in the MQTT account of ``role`` and the generated tokens and keys, if unset."""
+    local = load_local_credentials(settings.core.state_dir)
+    if local is None:
+        return settings
+    update: dict[str, BaseSettings] = {}
+    if settings.mqtt.username is None:
+        account = {"username": mqtt_account(role), "password": local.mqtt_password(role)}
+        update["mqtt"] = settings.mqtt.model_copy(update=account)
+    if not settings.influx.token.get_secret_value():
+        token = SecretStr(local.influx_token)
+        update["influx"] = settings.influx.model_copy(update={"token": token})
+    if settings.alert.signing_key is None and local.alert_key:
+        key = SecretStr(local.alert_key)
+        update["alert"] = settings.alert.model_copy(update={"signing_key": key})
+    if settings.dashboard.token is None and local.dashboard_token:
+        token = SecretStr(local.dashboard_token)
+        update["dashboard"] = settings.dashboard.model_copy(update={"token": token})
+    return settings.model_copy(update=update)
 
 
 def _build(model: type[BaseSettings], env_file: Path | None) -> BaseSettings:

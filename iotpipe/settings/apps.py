@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 
 from iotpipe.settings.base import ENV_PREFIX, _component
@@ -101,6 +101,21 @@ class DashboardSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the dashboard listens on.")
     port: int = Field(8080, ge=1, le=65_535, description="Dashboard HTTP port.")
     refresh_s: float = Field(5.0, gt=0, description="How often pages refresh their data.")
+    token: SecretStr | None = Field(
+        None,
+        description=(
+            "Access token (login URL printed at start); empty = the local stack's generated"
+            " one, or a fresh one per run without a stack."
+        ),
+    )
+    allowed_hosts: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_.:,\[\]*-]{0,1000}$",
+        description=(
+            "Host names the dashboard answers to besides its host, 127.0.0.1 and localhost"
+            " (comma-separated); any other Host header is refused (no DNS rebinding)."
+        ),
+    )
 
 
 class DemoSettings(BaseSettings):

@@ -18,8 +18,18 @@ class MqttSettings(BaseSettings):
     model_config = _component(f"{ENV_PREFIX}MQTT_")
 
     url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://host:port or mqtts://")
-    username: str | None = None
+    username: str | None = Field(
+        None, description="Empty = the local stack's generated account for the command's role."
+    )
     password: SecretStr | None = None
+    broker_auth: bool = Field(
+        False,
+        description=(
+            "Local stack: Mosquitto refuses anonymous clients and applies the accounts and"
+            " ACL (README, Security). Off by default: Mosquitto 2.0.11 then drops"
+            " persistent sessions restored from disk, losing readings over a restart."
+        ),
+    )
     protocol: Literal["5", "3.1.1"] = "5"
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
@@ -118,7 +128,9 @@ class InfluxSettings(BaseSettings):
     model_config = _component(f"{ENV_PREFIX}INFLUX_")
 
     url: str = "http://127.0.0.1:8086"
-    token: SecretStr = SecretStr("iotpipe-dev-token")
+    token: SecretStr = Field(
+        SecretStr(""), description="API token; empty = the local stack's generated one."
+    )
     org: str = "iotpipe"
     bucket: str = "iot"
     timeout_ms: int = Field(10_000, ge=100, le=600_000)

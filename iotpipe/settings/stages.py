@@ -130,7 +130,18 @@ class AlertSettings(BaseSettings):
         3600, ge=0, description="The same alert_id and state are emitted once within this."
     )
     dedupe_seed_from_kafka: bool = Field(
-        True, description="At start, remember alerts already on the alerts topic (replays)."
+        True,
+        description=(
+            "At start, remember alerts already on the alerts topic (replays); only records"
+            " signed with the signing key count, so a forged one cannot suppress an alert."
+        ),
+    )
+    signing_key: SecretStr | None = Field(
+        None,
+        description=(
+            "HMAC-SHA256 key signing every Kafka and MQTT alert (header / user property"
+            " iotpipe-signature: sha256=<hex>); empty = the local stack's generated key."
+        ),
     )
     rate_limit_per_minute: float = Field(
         6.0, ge=0, description="Notifications per device per minute (after the burst); 0 = off."

@@ -10,10 +10,10 @@ from __future__ import annotations
 import faulthandler
 import signal
 
-from ops.cli import admin, dlq, run
+from ops.cli import admin, devices, dlq, run
 from ops.cli.common import app
 
-__all__ = ["admin", "app", "dlq", "main", "run"]
+__all__ = ["admin", "app", "devices", "dlq", "main", "run"]
 
 
 def main() -> None:

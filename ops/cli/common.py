@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from iotpipe.credentials import Role
 from iotpipe.errors import IotpipeError
 from iotpipe.options import override
 from iotpipe.settings import (
@@ -27,12 +28,16 @@ topics_app = typer.Typer(help="Kafka topics of the pipeline.", no_args_is_help=T
 config_app = typer.Typer(help="Inspect the settings.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Inspect and replay dead-lettered input.", no_args_is_help=True)
 flow_app = typer.Typer(help="Bytewax dataflows.", no_args_is_help=True)
+devices_app = typer.Typer(
+    help="Device accounts on the local Mosquitto (one per device id).", no_args_is_help=True
+)
 for group, name in (
     (stack_app, "stack"),
     (topics_app, "topics"),
     (config_app, "config"),
     (dlq_app, "dlq"),
     (flow_app, "flow"),
+    (devices_app, "devices"),
 ):
     app.add_typer(group, name=name)
 app.command(help="Device fleet simulator: MQTT, Kafka or file output, labelled anomalies.")(
@@ -73,8 +78,9 @@ def friendly(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _settings(config: Path | None) -> Settings:
-    return load_settings(config)
+def _settings(config: Path | None, role: Role = "admin") -> Settings:
+    """Settings for a command; a stage connects with its own account (least privilege)."""
+    return load_settings(config, role)
 
 
 def _override(settings: Settings, component: str, **values: Any) -> Settings:

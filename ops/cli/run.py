@@ -46,7 +46,9 @@ def ingest(
     config: ConfigOption = None,
 ) -> None:
     """MQTT -> Kafka ingester: validate, route by sensor type, dead-letter bad input."""
-    settings = _override(_settings(config), "ingest", instance=instance, metrics_port=metrics_port)
+    settings = _override(
+        _settings(config, "ingest"), "ingest", instance=instance, metrics_port=metrics_port
+    )
     _setup_logging(settings)
     stats = run_ingester(settings)
     console.print(stats.summary())
@@ -76,7 +78,7 @@ def flow_run(
 ) -> None:
     """Windowed aggregation and anomaly detection from Kafka to InfluxDB and alerts."""
     settings = _override(
-        _settings(config),
+        _settings(config, "alerts"),
         "flow",
         priority=priority,
         workers=workers,
@@ -145,10 +147,13 @@ def dashboard(
     settings = _override(_settings(config), "dashboard", host=host, port=port)
     _setup_logging(settings)
     web = settings.dashboard
-    console.print(f"dashboard on http://{web.host}:{web.port}/ (Ctrl-C to stop)")
-    uvicorn.run(
-        create_app(settings, HealthCollector), host=web.host, port=web.port, log_level="warning"
+    app = create_app(settings, HealthCollector)
+    # The one place the token is shown: the login URL, on this terminal only.
+    console.print(
+        f"dashboard on http://{web.host}:{web.port}/login?token={app.state.token} (Ctrl-C to stop)",
+        highlight=False,
     )
+    uvicorn.run(app, host=web.host, port=web.port, log_level="warning")
 
 
 @app.command()

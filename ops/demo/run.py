@@ -157,8 +157,11 @@ class Demo:
                 self._wait_ingester_subscribed()
             self.supervisor.start([spec])
         if "dashboard" in names:
-            host = self.plan.settings.dashboard.host
-            self.console.print(f"dashboard: http://{host}:{self.plan.dashboard_port}/")
+            web = self.plan.settings.dashboard
+            url = f"http://{web.host}:{self.plan.dashboard_port}/"
+            if web.token is not None:  # the child reads the same generated token
+                url += f"login?token={web.token.get_secret_value()}"
+            self.console.print(f"dashboard: {url}", highlight=False)
 
     def _wait_ingester_subscribed(self, timeout_s: float = 60.0) -> None:
         """Readings published before the ingester subscribes would go nowhere, so the

@@ -1,8 +1,8 @@
 """InfluxDB 2.7 (v2 HTTP API), built once from its Go module and cached.
 
 ``deploy/influxdb/build.sh`` builds ``influxd`` (Go + the Rust Flux engine)
-into the state directory. On first start the org, bucket and token from the
-settings are created through the ``/api/v2/setup`` onboarding endpoint, so
+into the state directory. On first start the org, bucket and token (generated,
+see ``iotpipe.credentials``) are created through the ``/api/v2/setup`` onboarding endpoint, so
 influxdb-client talks to it exactly as to a production InfluxDB 2.x.
 """
 
@@ -21,16 +21,18 @@ from ops.stack.base import Service
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "influxdb"
 SETUP_USER = "iotpipe"
-SETUP_PASSWORD = "iotpipe-local-only"  # local stack only; the token is what clients use
 
 
 class InfluxDB(Service):
     name = "influxdb"
     start_timeout_s = 60.0
 
-    def __init__(self, state_dir: Path, host: str, port: int, settings: InfluxSettings) -> None:
+    def __init__(
+        self, state_dir: Path, host: str, port: int, settings: InfluxSettings, password: str
+    ) -> None:
         super().__init__(state_dir, host, port)
         self.settings = settings
+        self._password = password  # generated on first start, like the token
 
     @property
     def binary(self) -> Path:
@@ -71,13 +73,14 @@ class InfluxDB(Service):
     def after_start(self) -> None:
         """Onboard once: create the org, bucket and token named in the settings."""
         if not self._request("GET", "/api/v2/setup").get("allowed"):
+            self._check_token()
             return
         self._request(
             "POST",
             "/api/v2/setup",
             {
                 "username": SETUP_USER,
-                "password": SETUP_PASSWORD,
+                "password": self._password,
                 "org": self.settings.org,
                 "bucket": self.settings.bucket,
                 "token": self.settings.token.get_secret_value(),
@@ -85,13 +88,29 @@ class InfluxDB(Service):
             },
         )
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _check_token(self) -> None:
+        """An instance onboarded earlier must accept the token the clients will use."""
+        try:
+            self._request("GET", "/api/v2/orgs", token=self.settings.token.get_secret_value())
+        except StackError as exc:
+            raise StackError(
+                f"InfluxDB in {self.home / 'data'} was onboarded with another token ({exc}); "
+                "set IOTPIPE_INFLUX_TOKEN to that token, or remove that directory to "
+                "start afresh with the generated one"
+            ) from exc
+
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, token: str = ""
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(
             f"http://{self.address}{path}",
             data=data,
             method=method,
-            headers={"Content-Type": "application/json"},
+            headers={
+                "Content-Type": "application/json",
+                **({"Authorization": f"Token {token}"} if token else {}),
+            },
         )
         try:
             with urllib.request.urlopen(req, timeout=3) as resp:

@@ -6,8 +6,9 @@ from urllib.parse import urlsplit
 
 from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import ensure_topics
+from iotpipe.credentials import ensure_local_credentials
 from iotpipe.errors import ConfigError
-from iotpipe.settings import Settings
+from iotpipe.settings import Settings, with_local_credentials
 from iotpipe.topics import KafkaTopics
 from ops.stack.base import Service, Status
 from ops.stack.influxdb import InfluxDB
@@ -16,18 +17,35 @@ from ops.stack.mosquitto import Mosquitto
 
 
 class Stack:
-    """The services named by the settings, addressed by name."""
+    """The services named by the settings, addressed by name.
+
+    The first use generates the stack's credentials (``iotpipe.credentials``);
+    ``settings`` then carry the admin account and the InfluxDB token unless
+    they named their own.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
         state = settings.core.state_dir.expanduser().resolve()
+        self.credentials = ensure_local_credentials(state)
+        self.settings = settings = with_local_credentials(settings, "admin")
         kafka_host, kafka_port = _first_bootstrap(settings.kafka.bootstrap_servers)
         influx = urlsplit(settings.influx.url)
+        self.mosquitto = Mosquitto(
+            state,
+            settings.mqtt.host,
+            settings.mqtt.port,
+            self.credentials,
+            auth=settings.mqtt.broker_auth,
+        )
         self.services: dict[str, Service] = {
-            "mosquitto": Mosquitto(state, settings.mqtt.host, settings.mqtt.port),
+            "mosquitto": self.mosquitto,
             "kafka": Kafka(state, kafka_host, kafka_port),
             "influxdb": InfluxDB(
-                state, influx.hostname or "127.0.0.1", influx.port or 8086, settings.influx
+                state,
+                influx.hostname or "127.0.0.1",
+                influx.port or 8086,
+                settings.influx,
+                self.credentials.influx_password,
             ),
         }
 

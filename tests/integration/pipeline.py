@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import tempfile
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from confluent_kafka import Consumer, TopicPartition
@@ -15,6 +18,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from iotpipe.connectors.mqtt import authenticate, session_client_id
+from iotpipe.credentials import (
+    Role,
+    credentials_path,
+    load_local_credentials,
+    mqtt_account,
+    write_private,
+)
 from iotpipe.settings import KafkaSettings, MqttSettings, Settings
 
 
@@ -36,6 +47,7 @@ class Publisher:
             protocol=mqtt.MQTTv311,
             clean_session=False,
         )
+        authenticate(self.client, settings)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=2)
@@ -132,6 +144,7 @@ def topic_sizes(kafka: KafkaSettings, topics: Iterable[str]) -> dict[str, int]:
 def forget_session(settings: MqttSettings, client_id: str) -> None:
     """Remove a persistent session from the broker (clean start, expiry 0)."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    authenticate(client, settings)
     done = threading.Event()
     client.on_connect = lambda *_a: done.set()
     props = Properties(PacketTypes.CONNECT)
@@ -159,3 +172,47 @@ def isolated_settings(base: Settings, unique: str, **ingest: object) -> Settings
             ),
         }
     )
+
+
+def as_role(settings: Settings, role: Role) -> Settings:
+    """The same settings with the local stack's account of ``role`` (what a child uses)."""
+    local = load_local_credentials(settings.core.state_dir)
+    assert local is not None, "the stack has not generated its credentials"
+    account = {"username": mqtt_account(role), "password": local.mqtt_password(role)}
+    return settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update=account)})
+
+
+def share_credentials(source: Settings, state_dir: Path) -> Path:
+    """A test's own state directory, with the stack's generated credentials in it.
+
+    Every command reads its account from ``<state_dir>/credentials.json``, so a
+    child given another state directory needs the same file there.
+    """
+    local = credentials_path(source.core.state_dir)
+    write_private(credentials_path(state_dir), local.read_text())
+    return state_dir
+
+
+def mosquitto_cli_env(settings: MqttSettings) -> dict[str, str]:
+    """Environment for mosquitto_pub/_sub with the settings' account, kept out of ``ps``.
+
+    Debian's clients read default options from ``$XDG_CONFIG_HOME/mosquitto_pub``
+    (and ``mosquitto_sub``), so the password never goes on a command line.
+    """
+    assert settings.username and settings.password, "no MQTT account in the settings"
+    home = Path(tempfile.gettempdir()) / f"iotpipe-mqtt-cli-{os.getuid()}-{settings.username}"
+    options = f"-u {settings.username}\n-P {settings.password.get_secret_value()}\n"
+    for tool in ("mosquitto_pub", "mosquitto_sub"):
+        write_private(home / tool, options)
+    return {**os.environ, "XDG_CONFIG_HOME": str(home)}
+
+
+def forget_ingest_session(settings: Settings, instance: str) -> None:
+    """Forget an ingester instance's session, run in-process or as an ``iotpipe ingest`` child.
+
+    The client id is keyed by the account's password: the tests' own account
+    in-process, the ingest account in a child process.
+    """
+    name = f"ingest-{instance}"
+    for s in (settings, as_role(settings, "ingest")):
+        forget_session(settings.mqtt, session_client_id(s.mqtt, name))

@@ -57,14 +57,18 @@ LIVE = "hot-0002"  # injected while the alert page is open
 class Served:
     server: uvicorn.Server
     thread: threading.Thread
+    token: str
+
+    def login(self, page: Page, url: str) -> None:
+        """What a user does with the URL `iotpipe dashboard` prints."""
+        page.goto(f"{url}/login?token={self.token}")
 
 
 def serve(settings: Settings) -> tuple[Served, str]:
     """The dashboard for ``settings`` in a background thread on a free port."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, HealthCollector), host="127.0.0.1", port=port, log_level="warning"
-    )
+    app = create_app(settings, HealthCollector)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -72,7 +76,7 @@ def serve(settings: Settings) -> tuple[Served, str]:
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started, "dashboard did not start"
-    return Served(server, thread), f"http://127.0.0.1:{port}"
+    return Served(server, thread, app.state.token), f"http://127.0.0.1:{port}"
 
 
 def stop(served: Served) -> None:
@@ -84,6 +88,7 @@ def stop(served: Served) -> None:
 class Demo:
     settings: Settings
     url: str
+    served: Served
     devices: set[str]
     site: str
     flow: subprocess.Popen[bytes]
@@ -209,7 +214,7 @@ def demo(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dem
             raise AssertionError(f"{exc}\nflow log:\n{log.read_text()[-3000:]}") from None
 
         server, url = serve(settings)
-        yield Demo(settings, url, devices, site, flow, len(payloads) + len(hot))
+        yield Demo(settings, url, server, devices, site, flow, len(payloads) + len(hot))
     finally:
         if server is not None:
             stop(server)
@@ -239,10 +244,11 @@ class Tab:
 
 
 @pytest.fixture
-def tab(browser: Any) -> Iterator[Tab]:
-    """A fresh page that records console errors and uncaught exceptions."""
+def tab(browser: Any, demo: Demo) -> Iterator[Tab]:
+    """A fresh, logged-in page that records console errors and uncaught exceptions."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
+    demo.served.login(page, demo.url)
     errors: list[str] = []
 
     def on_console(msg: ConsoleMessage) -> None:
@@ -443,7 +449,7 @@ def test_empty_bucket_shows_empty_states(demo: Demo, browser: Any, bucket: str) 
         page = context.new_page()
         errors: list[str] = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(f"{url}/")
+        server.login(page, url)
         page.locator("#empty").wait_for(state="visible", timeout=20_000)
         assert "No data yet" in page.locator("#empty").inner_text()
         assert page.locator("#devices").inner_text() == "0"
@@ -462,9 +468,38 @@ def test_missing_bucket_is_an_empty_state_not_an_error(demo: Demo) -> None:
     base = demo.settings
     missing = base.influx.model_copy(update={"bucket": f"{base.influx.bucket}-missing"})
     server, url = serve(base.model_copy(update={"influx": missing}))
+    auth = {"Authorization": f"Bearer {server.token}"}
     try:
-        overview = httpx.get(f"{url}/api/overview?range=1h", timeout=20).json()
+        overview = httpx.get(f"{url}/api/overview?range=1h", headers=auth, timeout=20).json()
         assert overview["empty"] is True and overview["devices_reporting"] == 0
-        assert httpx.get(f"{url}/api/alerts", timeout=20).json()["alerts"] == []
+        alerts = httpx.get(f"{url}/api/alerts", headers=auth, timeout=20).json()
+        assert alerts["alerts"] == []
     finally:
         stop(server)
+
+
+def test_nothing_without_the_token_and_nothing_under_another_host(demo: Demo, browser: Any) -> None:
+    url, token = demo.url, demo.served.token
+    for path in ("/", "/alerts", "/api/overview?range=1h", "/api/config", "/openapi.json"):
+        assert httpx.get(f"{url}{path}", timeout=20).status_code == 401, path
+        wrong = {"Authorization": "Bearer not-the-token"}
+        assert httpx.get(f"{url}{path}", headers=wrong, timeout=20).status_code == 401, path
+    assert httpx.get(f"{url}/login?token=guess", timeout=20).status_code == 401
+    # DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own Host.
+    auth = {"Authorization": f"Bearer {token}"}
+    rebound = httpx.get(f"{url}/api/config", headers={**auth, "Host": "evil.example"}, timeout=20)
+    assert rebound.status_code == 400
+    assert httpx.get(f"{url}/api/config", headers=auth, timeout=20).status_code == 200
+    # A browser logs in once; the cookie is HttpOnly and SameSite=Strict.
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        assert page.goto(f"{url}/alerts").status == 401
+        assert "access token" in page.content()
+        demo.served.login(page, url)
+        assert page.url.rstrip("/") == url
+        (cookie,) = context.cookies()
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert page.goto(f"{url}/alerts").status == 200
+    finally:
+        context.close()

@@ -28,7 +28,13 @@ from iotpipe.model import Reading
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
 from ops.stack import Stack
-from tests.integration.pipeline import Publisher, forget_session, read_topics, topic_sizes
+from tests.integration.pipeline import (
+    Publisher,
+    forget_ingest_session,
+    read_topics,
+    share_credentials,
+    topic_sizes,
+)
 from tests.integration.test_flow import (  # noqa: F401  (flow_settings is a fixture)
     assert_matches,
     expected,
@@ -68,7 +74,7 @@ class Pipeline:
         self.workdir = workdir
         self.env = {
             **os.environ,
-            "IOTPIPE_STATE_DIR": str(workdir / "state"),
+            "IOTPIPE_STATE_DIR": str(share_credentials(settings, workdir / "state")),
             "IOTPIPE_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
             "IOTPIPE_INFLUX_BUCKET": settings.influx.bucket,
             "IOTPIPE_INGEST_INSTANCE": f"drill{settings.kafka.topic_prefix.strip('.')}",
@@ -122,10 +128,7 @@ def pipeline(flow_settings: Settings, tmp_path: Path) -> Iterator[Pipeline]:  # 
     pipe = Pipeline(flow_settings, tmp_path)
     yield pipe
     pipe.stop()
-    forget_session(
-        flow_settings.mqtt,
-        f"{flow_settings.mqtt.client_id_prefix}-ingest-{pipe.env['IOTPIPE_INGEST_INSTANCE']}",
-    )
+    forget_ingest_session(flow_settings, pipe.env["IOTPIPE_INGEST_INSTANCE"])
 
 
 def publish(

@@ -36,7 +36,7 @@ from ops.stack import Stack
 from ops.status import Recorder
 from simulators.anomalies import AnomalyConfig
 from simulators.generate import generate_payloads
-from tests.integration.pipeline import Publisher, forget_session, reading
+from tests.integration.pipeline import Publisher, forget_ingest_session, reading
 from tests.integration.test_health import (
     health_settings,
     ingester_running,
@@ -117,7 +117,7 @@ def demo(stack: Stack, unique: str, bucket: str) -> Iterator[Demo]:
                 recorder.close()
         yield Demo(s, bucket, produced, [first, second])
     finally:
-        forget_session(s.mqtt, f"{s.mqtt.client_id_prefix}-ingest-{s.ingest.instance}")
+        forget_ingest_session(s, s.ingest.instance)
         delete_topics(s.kafka, names)
 
 

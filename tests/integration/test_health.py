@@ -21,7 +21,7 @@ from ops.pipeline_health import PipelineHealth
 from ops.stack import Stack
 from tests.integration.pipeline import (
     Publisher,
-    forget_session,
+    forget_ingest_session,
     free_port,
     isolated_settings,
     reading,
@@ -64,7 +64,7 @@ def isolated(stack: Stack, unique: str) -> Iterator[Settings]:
     ensure_topics(s.kafka, names)
     wait_for(lambda: topics_ready(s), 30, "leaders for the new topics")
     yield s
-    forget_session(s.mqtt, f"{s.mqtt.client_id_prefix}-ingest-{s.ingest.instance}")
+    forget_ingest_session(s, s.ingest.instance)
     delete_topics(s.kafka, names)
 
 

@@ -54,7 +54,14 @@ from tests.integration.hostile_corpus import (
     Case,
     Good,
 )
-from tests.integration.pipeline import Publisher, forget_session, isolated_settings, reading
+from tests.integration.pipeline import (
+    Publisher,
+    forget_ingest_session,
+    forget_session,
+    isolated_settings,
+    reading,
+    share_credentials,
+)
 
 CATALOGUE = load_catalogue()
 CASE_TIMEOUT_S = 20.0
@@ -147,7 +154,9 @@ class Rig:
         s = isolated_settings(stack.settings, RUN)
         self.settings = s.model_copy(
             update={
-                "core": s.core.model_copy(update={"state_dir": work / "state"}),
+                "core": s.core.model_copy(
+                    update={"state_dir": share_credentials(s, work / "state")}
+                ),
                 "mqtt": s.mqtt.model_copy(update={"sites": f"{SITE},{LONG_SITE}"}),
                 "influx": s.influx.model_copy(update={"bucket": bucket}),
             }
@@ -176,8 +185,7 @@ class Rig:
         self.cleanup.callback(delete_topics, s.kafka, names)
 
     def _start_ingester(self, s: Settings) -> Ingester:
-        client_id = f"{s.mqtt.client_id_prefix}-ingest-{s.ingest.instance}"
-        self.cleanup.callback(forget_session, s.mqtt, client_id)
+        self.cleanup.callback(forget_ingest_session, s, s.ingest.instance)
         ingester = Ingester(s, CATALOGUE)
         ingester.start()
         self.cleanup.callback(ingester.stop, timeout=5)

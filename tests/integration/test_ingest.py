@@ -27,7 +27,7 @@ from iotpipe.topics import KafkaTopics
 from ops.stack import Stack
 from tests.integration.pipeline import (
     Publisher,
-    forget_session,
+    forget_ingest_session,
     free_port,
     isolated_settings,
     read_topics,
@@ -52,7 +52,7 @@ def pipeline(stack: Stack, unique: str) -> Iterator[Callable[..., Settings]]:
     yield make
     for s in made:
         for instance in (s.ingest.instance, f"{s.ingest.instance}b"):
-            forget_session(s.mqtt, f"{s.mqtt.client_id_prefix}-ingest-{instance}")
+            forget_ingest_session(s, instance)
     if made:
         s = made[0]
         delete_topics(s.kafka, KafkaTopics(s.kafka.topic_prefix).all_topics(CATALOGUE.names))

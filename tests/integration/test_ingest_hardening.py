@@ -21,10 +21,11 @@ from iotpipe.topics import KafkaTopics
 from ops.stack import Stack
 from tests.integration.pipeline import (
     Publisher,
-    forget_session,
+    forget_ingest_session,
     isolated_settings,
     read_topics,
     reading,
+    share_credentials,
 )
 
 CATALOGUE = load_catalogue()
@@ -35,7 +36,7 @@ def pipeline(
     stack: Stack, unique: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., Settings]]:
     made: list[Settings] = []
-    state = tmp_path_factory.mktemp("ingest-state")
+    state = share_credentials(stack.settings, tmp_path_factory.mktemp("ingest-state"))
 
     def make(**ingest: object) -> Settings:
         s = isolated_settings(stack.settings, unique, **ingest)
@@ -46,7 +47,7 @@ def pipeline(
 
     yield make
     for s in made:
-        forget_session(s.mqtt, f"{s.mqtt.client_id_prefix}-ingest-{s.ingest.instance}")
+        forget_ingest_session(s, s.ingest.instance)
     if made:
         delete_topics(
             made[0].kafka, KafkaTopics(made[0].kafka.topic_prefix).all_topics(CATALOGUE.names)
@@ -149,7 +150,7 @@ def test_retained_publishes_are_forwarded_once_never_replayed(
     pub.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)  # clear it
     pub.close()
     for extra in (fresh, old):
-        forget_session(extra.mqtt, f"{extra.mqtt.client_id_prefix}-ingest-{extra.ingest.instance}")
+        forget_ingest_session(extra, extra.ingest.instance)
     seqs = sorted(r["seq"] for r in readings_of(s, 5, timeout=10))
     assert seqs == [1, 2, 3, 4]
     assert [d["reason"] for d in dead_letters(s, 1)] == ["retained"]

@@ -13,8 +13,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from iotpipe.connectors.mqtt import authenticate
 from iotpipe.topics import mqtt_reading_topic
 from ops.stack import Stack
+from tests.integration.pipeline import mosquitto_cli_env
 
 
 class Subscriber:
@@ -26,6 +28,7 @@ class Subscriber:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
         )
+        authenticate(self.client, stack.settings.mqtt)
         self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
         self.client.on_subscribe = lambda *_a: self.subscribed.set()
         props = Properties(PacketTypes.CONNECT)
@@ -57,6 +60,7 @@ class Subscriber:
 def publish_qos1(stack: Stack, topic: str, payloads: list[bytes]) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     mq = stack.settings.mqtt
+    authenticate(client, mq)
     client.connect(mq.host, mq.port)
     client.loop_start()
     try:
@@ -129,6 +133,7 @@ def test_standard_clients_interoperate(stack: Stack, unique: str) -> None:
         ],
         stdout=subprocess.PIPE,
         text=True,
+        env=mosquitto_cli_env(mq),
     )
     time.sleep(0.5)  # let mosquitto_sub subscribe
     publish_qos1(stack, topic, [b'{"value": 412.5}'])
@@ -154,6 +159,7 @@ def test_standard_clients_interoperate(stack: Stack, unique: str) -> None:
             ],
             check=True,
             timeout=10,
+            env=mosquitto_cli_env(mq),
         )
         (msg,) = sub.take(1)
         assert msg.payload == b'{"value": 1.5}'

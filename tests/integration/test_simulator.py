@@ -17,7 +17,7 @@ from iotpipe.settings import Settings, SimulatorSettings
 from iotpipe.topics import KafkaTopics, parse_mqtt_reading_topic
 from ops.stack import Stack
 from simulators.cli import run_simulation
-from tests.integration.pipeline import read_topics
+from tests.integration.pipeline import mosquitto_cli_env, read_topics
 
 CATALOGUE = load_catalogue()
 
@@ -48,6 +48,7 @@ def subscriber(stack: Stack, unique: str) -> Iterator[subprocess.Popen[str]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=mosquitto_cli_env(mqtt),
     )
     time.sleep(1.0)  # let it subscribe before anything is published
     yield proc

@@ -4,28 +4,35 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import paho.mqtt.client as mqtt
 import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.operators import input as bw_input
 from bytewax.operators import output as bw_output
 from bytewax.testing import TestingSource, run_main
+from confluent_kafka import Consumer, Producer
+from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
 from iotpipe.connectors.kafka import delete_topics, ensure_topics
+from iotpipe.connectors.mqtt import authenticate
 from iotpipe.model import Alert, alert_id
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
 from ops.stack import Stack
-from sinks.alert_policy import SIGNATURE_HEADER, verify
+from sinks.alert_policy import ALERT_SIGNATURE, SIGNATURE_HEADER, sign, verify
+from sinks.alert_targets import alert_json
 from sinks.alerts import AlertEmitter, AlertSink
 from sinks.dead_letter import DeadLetterWriter
-from tests.integration.pipeline import read_topics
+from tests.integration.pipeline import mosquitto_cli_env, read_topics
 
 SECRET = "webhook-s3cret"
 T0 = 1_764_400_000_000
@@ -125,6 +132,7 @@ class MqttWatcher:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            env=mosquitto_cli_env(m),
         )
         assert self.proc.stdout is not None
         for line in self.proc.stdout:  # -d prints the SUBACK once subscribed
@@ -229,6 +237,91 @@ def test_replay_after_restart_does_not_notify_twice(
     assert len(receiver.bodies) == 3
     assert second.gate.stats.duplicates == 3
     assert len(_kafka_alerts(s, until=6, timeout=5)) == 3
+
+
+def test_a_forged_record_on_the_alerts_topic_cannot_suppress_an_alert(
+    settings_: Settings, receiver: Receiver, unique: str
+) -> None:
+    """Anyone who can write to Kafka used to pre-seed de-duplication with a future id."""
+    s = settings_.model_copy(
+        update={"alert": settings_.alert.model_copy(update={"mqtt_enabled": False})}
+    )
+    assert s.alert.signing_key is not None, "the stack generates the alert key"
+    real = _alert(7, site=f"site-{unique}")
+    topic = KafkaTopics(s.kafka.topic_prefix).alerts
+    forger = Producer(s.kafka.client_config())
+    body = alert_json(real)  # alert ids are predictable; the forger knows the next one
+    forger.produce(topic, body, real.device_id.encode())
+    forger.produce(
+        topic, body, real.device_id.encode(), headers=[(ALERT_SIGNATURE, sign(body, "guess"))]
+    )
+    assert forger.flush(10) == 0
+    emitter = AlertEmitter(s)
+    emitter.start()
+    emitter.emit([real])
+    emitter.close()
+    assert [b["alert_id"] for b in receiver.bodies] == [real.alert_id]
+    assert emitter.stats.forged_seen == 2
+    assert emitter.gate.stats.duplicates == 0
+
+
+def test_kafka_and_mqtt_alerts_carry_a_signature_a_consumer_can_verify(
+    settings_: Settings, stack: Stack, unique: str
+) -> None:
+    site = f"site-{unique}"
+    key = settings_.alert.signing_key
+    assert key is not None
+    got: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+    subscribed = threading.Event()
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    authenticate(sub, stack.settings.mqtt)
+    sub.on_message = lambda _c, _u, msg: got.put(msg)
+    sub.on_subscribe = lambda *_a: subscribed.set()
+    sub.on_connect = lambda c, *_a: c.subscribe(f"alerts/{site}/#", qos=1)
+    sub.connect(stack.settings.mqtt.host, stack.settings.mqtt.port)
+    sub.loop_start()
+    try:
+        assert subscribed.wait(10)
+        alert = _alert(8, site=site)
+        emitter = AlertEmitter(settings_)
+        emitter.start()
+        emitter.emit([alert])
+        emitter.close()
+        msg = got.get(timeout=10)
+        props = dict(msg.properties.UserProperty)  # type: ignore[union-attr]
+        assert verify(msg.payload, key.get_secret_value(), props[ALERT_SIGNATURE])
+        assert not verify(msg.payload + b" ", key.get_secret_value(), props[ALERT_SIGNATURE])
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
+    consumer_topic = KafkaTopics(settings_.kafka.topic_prefix).alerts
+    records = read_records(settings_, consumer_topic, 1)
+    (value, headers) = records[0]
+    assert verify(value, key.get_secret_value(), headers[ALERT_SIGNATURE].decode())
+
+
+def read_records(s: Settings, topic: str, until: int) -> list[tuple[bytes, dict[str, bytes]]]:
+    """Values with their headers (``read_topics`` keeps only key and value)."""
+    consumer = Consumer(
+        {
+            **s.kafka.client_config(),
+            "group.id": f"sig-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    out: list[tuple[bytes, dict[str, bytes]]] = []
+    deadline = time.monotonic() + 20
+    try:
+        while len(out) < until and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            out.append((msg.value() or b"", dict(msg.headers() or [])))
+    finally:
+        consumer.close()
+    return out
 
 
 def test_webhook_retries_then_dead_letters(

@@ -44,7 +44,11 @@ def test_slow_queries_do_not_block_other_requests() -> None:
 
     async def scenario() -> dict[str, tuple[float, httpx.Response]]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as client:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://127.0.0.1",
+            headers={"Authorization": f"Bearer {app.state.token}"},
+        ) as client:
             slow = asyncio.create_task(_timed(client, "/api/overview?range=1h"))
             await asyncio.sleep(0.1)  # the overview's queries are now in flight
             fast = await _timed(client, "/api/config")
@@ -73,7 +77,11 @@ def test_identical_queries_within_the_cache_window_run_once() -> None:
 
     async def scenario() -> None:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as client:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://127.0.0.1",
+            headers={"Authorization": f"Bearer {app.state.token}"},
+        ) as client:
             for _ in range(3):
                 resp = await client.get("/api/devices?prefix=dev-1")
                 assert resp.status_code == 200
@@ -98,7 +106,11 @@ def test_overview_survives_a_timed_out_fallback_query() -> None:
 
     async def scenario() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as client:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://127.0.0.1",
+            headers={"Authorization": f"Bearer {app.state.token}"},
+        ) as client:
             return await client.get("/api/overview?range=1h")
 
     resp = asyncio.run(scenario())

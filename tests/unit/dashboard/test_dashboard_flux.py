@@ -54,6 +54,14 @@ def test_flux_string_round_trips_any_text(value: str) -> None:
     assert end == len(literal)  # the literal cannot be closed early
 
 
+@given(st.text(alphabet=st.characters(categories=["Cc"]), min_size=1, max_size=20))
+def test_no_control_character_reaches_the_query_raw(value: str) -> None:
+    """NUL, ESC, DEL, the C1 range: each becomes byte escapes, never a raw character."""
+    literal = flux.flux_string(value)
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in literal), literal
+    assert read_flux_string(literal)[0] == value
+
+
 @pytest.mark.parametrize(
     "attack",
     [

@@ -116,7 +116,11 @@ def test_pages_are_served_and_need_no_internet() -> None:
 
     async def scenario() -> None:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as client:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://127.0.0.1",
+            headers={"Authorization": f"Bearer {app.state.token}"},
+        ) as client:
             for path in ("/", "/alerts", "/device", "/pipeline"):
                 resp = await client.get(path)
                 assert resp.status_code == 200, path

@@ -1,0 +1,106 @@
+"""Credentials the local stack generates on first start, and who uses which.
+
+No password or token ships in the repository: the first `iotpipe stack up`
+writes random ones to ``<state_dir>/credentials.json`` (mode 0600), renders
+Mosquitto's password file from them and onboards InfluxDB with them. Every
+``iotpipe`` command then picks the account of its role (the ingester reads
+``sensors/#``, the flow's alert emitter writes ``alerts/#``, the simulator
+writes as a fleet of devices) unless ``IOTPIPE_MQTT_USERNAME`` or
+``IOTPIPE_INFLUX_TOKEN`` name credentials explicitly, as a deployment does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+
+from iotpipe.errors import ConfigError
+
+CREDENTIALS_FILE = "credentials.json"
+Role = Literal["admin", "ingest", "alerts", "fleet"]
+ROLES: tuple[Role, ...] = ("admin", "ingest", "alerts", "fleet")
+ACCOUNT_PREFIX = "iotpipe-"  # device ids never start with it (see mqtt_account)
+
+
+def mqtt_account(role: Role) -> str:
+    """The MQTT username of a project role, e.g. ``iotpipe-ingest``."""
+    return f"{ACCOUNT_PREFIX}{role}"
+
+
+def _secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class LocalCredentials:
+    """Everything ``credentials.json`` holds; ``repr`` never shows a secret."""
+
+    mqtt: dict[str, str] = field(repr=False)  # role -> password
+    influx_token: str = field(repr=False)
+    influx_password: str = field(repr=False)
+    # Added after the first release of this file: "" in an older one until ensured.
+    alert_key: str = field(repr=False, default="")  # signs alerts
+    dashboard_token: str = field(repr=False, default="")
+
+    def mqtt_password(self, role: Role) -> SecretStr:
+        return SecretStr(self.mqtt[role])
+
+
+def credentials_path(state_dir: Path) -> Path:
+    return state_dir.expanduser() / CREDENTIALS_FILE
+
+
+def load_local_credentials(state_dir: Path) -> LocalCredentials | None:
+    """The stack's generated credentials, or ``None`` before its first start."""
+    path = credentials_path(state_dir)
+    try:
+        raw = json.loads(path.read_text())
+        return LocalCredentials(
+            mqtt={role: str(raw["mqtt"][role]) for role in ROLES},
+            influx_token=str(raw["influx_token"]),
+            influx_password=str(raw["influx_password"]),
+            alert_key=str(raw.get("alert_key", "")),
+            dashboard_token=str(raw.get("dashboard_token", "")),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{path}: unreadable credentials ({exc}); remove it to regenerate"
+        ) from exc
+
+
+def ensure_local_credentials(state_dir: Path) -> LocalCredentials:
+    """Load, or generate and store (0600) on first use; a secret added since is generated."""
+    current = load_local_credentials(state_dir)
+    if current is not None and current.alert_key and current.dashboard_token:
+        return current
+    made = LocalCredentials(
+        mqtt=current.mqtt if current else {role: _secret() for role in ROLES},
+        influx_token=current.influx_token if current else _secret(),
+        influx_password=current.influx_password if current else _secret(),
+        alert_key=(current.alert_key if current else "") or _secret(),
+        dashboard_token=(current.dashboard_token if current else "") or _secret(),
+    )
+    write_private(credentials_path(state_dir), json.dumps(asdict(made), indent=2) + "\n")
+    return made
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write atomically, readable by the owner only (mode 0600 from the start)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
