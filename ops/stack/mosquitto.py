@@ -123,4 +123,4 @@ class Mosquitto(Service):
             client.loop_stop()
         if answer[0].is_failure:
             raise StackError(f"CONNACK refused the admin account: {answer[0]}")
-        return "CONNACK ok (authenticated)"
+        return "CONNACK ok, accounts enforced" if self.auth else "CONNACK ok (anonymous allowed)"
