@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.ingest_drain import RESULTS, run_case
-from iotpipe.credentials import load_local_credentials, mqtt_account
+from iotpipe.credentials import load_local_credentials
 from iotpipe.errors import ConfigError
-from iotpipe.settings import Settings, load_settings
+from iotpipe.settings import Settings, load_settings, role_account
 
 
 def secure_settings(base: Settings, url: str, state_dir: Path) -> Settings:
@@ -31,12 +31,8 @@ def secure_settings(base: Settings, url: str, state_dir: Path) -> Settings:
     local = load_local_credentials(state_dir)
     if local is None:
         raise ConfigError(f"no credentials.json in {state_dir}: start that broker first")
-    account = {
-        "url": url,
-        "username": mqtt_account("admin"),
-        "password": local.mqtt_password("admin"),
-    }
-    return base.model_copy(update={"mqtt": base.mqtt.model_copy(update=account)})
+    mqtt = role_account(base.mqtt.model_copy(update={"url": url}), local, "admin")
+    return base.model_copy(update={"mqtt": mqtt})
 
 
 def main() -> None:

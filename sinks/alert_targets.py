@@ -169,8 +169,7 @@ class WebhookTarget:
         self.url = settings.webhook_url
         self.attempts = settings.webhook_max_attempts
         self._backoff = Backoff(settings.webhook_retry_initial_s, settings.webhook_retry_max_s)
-        secret = settings.webhook_secret
-        self._secret = secret.get_secret_value() if secret else None
+        self._secret = _key(settings.webhook_secret)
         self._sleep = sleep
         self._http = urllib3.PoolManager(
             retries=False, timeout=urllib3.Timeout(total=settings.webhook_timeout_s)

@@ -17,13 +17,12 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from iotpipe.connectors.kafka import produce_waiting, producer_config
+from iotpipe.connectors.kafka import Headers, produce_waiting, producer_config
 from iotpipe.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
 Record = tuple[str, bytes, bytes | None]  # topic, value, key
-Headers = list[tuple[str, bytes]]
 WARN_EVERY_S = 30.0
 
 

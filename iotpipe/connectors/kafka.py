@@ -23,6 +23,7 @@ from iotpipe.errors import ConnectorError
 from iotpipe.settings import KafkaSettings
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
+Headers = list[tuple[str, bytes]]  # a record's Kafka headers
 
 RELIABLE: dict[str, Any] = {
     "enable.idempotence": True,  # a retried batch is written once
@@ -46,7 +47,7 @@ def produce_waiting(
     key: bytes | None = None,
     on_delivery: DeliveryCallback | None = None,
     wait: Callable[[], object] | None = None,
-    headers: list[tuple[str, bytes]] | None = None,
+    headers: Headers | None = None,
 ) -> None:
     """Queue one write; while librdkafka's queue is full, wait for it to drain (never drop).
 

@@ -21,7 +21,7 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsError
 
-from iotpipe.credentials import Role, load_local_credentials, mqtt_account
+from iotpipe.credentials import LocalCredentials, Role, load_local_credentials, mqtt_account
 from iotpipe.errors import ConfigError
 from iotpipe.settings.apps import DashboardSettings, DemoSettings, SimulatorSettings
 from iotpipe.settings.base import CONFIG_FILE_VAR, ENV_PREFIX, CoreSettings
@@ -57,6 +57,7 @@ __all__ = [
     "load_settings",
     "parse_sliding",
     "render_sample_env",
+    "role_account",
     "with_local_credentials",
 ]
 
@@ -135,6 +136,12 @@ def load_settings(config_file: Path | str | None = None, role: Role = "admin") -
     return with_local_credentials(Settings.model_validate(built), role)
 
 
+def role_account(mqtt: MqttSettings, local: LocalCredentials, role: Role) -> MqttSettings:
+    """``mqtt`` connecting as the generated account of ``role``."""
+    account = {"username": mqtt_account(role), "password": local.mqtt_password(role)}
+    return mqtt.model_copy(update=account)
+
+
 def with_local_credentials(settings: Settings, role: Role) -> Settings:
     """Fill in the MQTT account of ``role`` and the generated tokens and keys, if unset."""
     local = load_local_credentials(settings.core.state_dir)
@@ -142,8 +149,7 @@ def with_local_credentials(settings: Settings, role: Role) -> Settings:
         return settings
     update: dict[str, BaseSettings] = {}
     if settings.mqtt.username is None:
-        account = {"username": mqtt_account(role), "password": local.mqtt_password(role)}
-        update["mqtt"] = settings.mqtt.model_copy(update=account)
+        update["mqtt"] = role_account(settings.mqtt, local, role)
     if not settings.influx.token.get_secret_value():
         token = SecretStr(local.influx_token)
         update["influx"] = settings.influx.model_copy(update={"token": token})

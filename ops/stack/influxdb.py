@@ -2,8 +2,9 @@
 
 ``deploy/influxdb/build.sh`` builds ``influxd`` (Go + the Rust Flux engine)
 into the state directory. On first start the org, bucket and token (generated,
-see ``iotpipe.credentials``) are created through the ``/api/v2/setup`` onboarding endpoint, so
-influxdb-client talks to it exactly as to a production InfluxDB 2.x.
+see ``iotpipe.credentials``) are created through the ``/api/v2/setup``
+onboarding endpoint, so influxdb-client talks to it exactly as to a
+production InfluxDB 2.x.
 """
 
 from __future__ import annotations

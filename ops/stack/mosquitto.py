@@ -1,4 +1,4 @@
-"""Mosquitto from Debian's package, with the project's config: no anonymous clients."""
+"""Mosquitto from Debian's package, with the project's config and rendered accounts."""
 
 from __future__ import annotations
 

@@ -23,10 +23,9 @@ from iotpipe.credentials import (
     Role,
     credentials_path,
     load_local_credentials,
-    mqtt_account,
     write_private,
 )
-from iotpipe.settings import KafkaSettings, MqttSettings, Settings
+from iotpipe.settings import KafkaSettings, MqttSettings, Settings, role_account
 
 
 def free_port() -> int:
@@ -178,8 +177,7 @@ def as_role(settings: Settings, role: Role) -> Settings:
     """The same settings with the local stack's account of ``role`` (what a child uses)."""
     local = load_local_credentials(settings.core.state_dir)
     assert local is not None, "the stack has not generated its credentials"
-    account = {"username": mqtt_account(role), "password": local.mqtt_password(role)}
-    return settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update=account)})
+    return settings.model_copy(update={"mqtt": role_account(settings.mqtt, local, role)})
 
 
 def share_credentials(source: Settings, state_dir: Path) -> Path:

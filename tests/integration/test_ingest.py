@@ -231,15 +231,20 @@ def publish_stream(
             time.sleep(pause)
 
 
-def assert_every_seq_arrived(settings: Settings, devices: list[str], count: int) -> int:
-    """Every (device, seq) is in Kafka at least once; returns the duplicate count."""
+def seq_counts(settings: Settings) -> dict[str, Counter[int]]:
+    """How often each device's each seq is in the temperature readings topic."""
     topic = KafkaTopics(settings.kafka.topic_prefix).readings("temperature")
-    sizes = topic_sizes(settings.kafka, [topic])
-    got = read_topics(settings.kafka, [topic], sizes[topic])[topic]
+    size = topic_sizes(settings.kafka, [topic])[topic]
     seen: dict[str, Counter[int]] = defaultdict(Counter)
-    for _k, v in got:
+    for _k, v in read_topics(settings.kafka, [topic], size)[topic] if size else []:
         obj = json.loads(v)
         seen[obj["device_id"]][obj["seq"]] += 1
+    return seen
+
+
+def assert_every_seq_arrived(settings: Settings, devices: list[str], count: int) -> int:
+    """Every (device, seq) is in Kafka at least once; returns the duplicate count."""
+    seen = seq_counts(settings)
     for dev in devices:
         missing = set(range(count)) - set(seen[dev])
         assert not missing, f"{dev} lost {len(missing)} readings, e.g. {sorted(missing)[:5]}"
@@ -281,10 +286,7 @@ def wait_subscribed(proc: subprocess.Popen[bytes], metrics_port: int) -> None:
 
 def distinct_seqs(settings: Settings) -> int:
     """(device, seq) pairs in the readings topic: a redelivered copy counts once."""
-    topic = KafkaTopics(settings.kafka.topic_prefix).readings("temperature")
-    size = topic_sizes(settings.kafka, [topic])[topic]
-    got = read_topics(settings.kafka, [topic], size)[topic] if size else []
-    return len({(obj["device_id"], obj["seq"]) for obj in (json.loads(v) for _k, v in got)})
+    return sum(len(c) for c in seq_counts(settings).values())
 
 
 def test_kill_9_mid_stream_loses_nothing(pipeline: Callable[..., Settings], unique: str) -> None:
