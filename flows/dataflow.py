@@ -151,7 +151,10 @@ def build_flow(
     recovery = settings.flow.recovery_dir is not None
 
     def builder(resume: bytes | None) -> PartitionLogic:
-        state = PartitionState.restore(resume) if resume else PartitionState(catalogue, config)
+        if resume:
+            state = PartitionState.restore(resume, catalogue, config)
+        else:
+            state = PartitionState(catalogue, config)
         return PartitionLogic(state, not tail, flow_stats, recovery)
 
     flow = Dataflow(f"iotpipe-{settings.flow.priority}")

@@ -85,7 +85,7 @@ class ReferenceDetectors:
         cfg = self.config
         self.watermark = max(self.watermark, watermark_ms)
         events: list[Event] = []
-        if cfg.enabled(SILENCE):
+        if cfg.enabled("silence"):
             for s, dev in self.devices.items():
                 ep = dev.episodes[SILENCE]
                 due = max(dev.last_ts + cfg.silence_timeout_ms, ep.cleared_ts + cfg.cooldown_ms)
@@ -130,7 +130,7 @@ class ReferenceDetectors:
             return
         spec = self.catalogue[self.slots.type_names[int(self.slots.slot_type[s])]]
         seen = dev.count > 0
-        if cfg.enabled(SILENCE) and dev.episodes[SILENCE].active:
+        if cfg.enabled("silence") and dev.episodes[SILENCE].active:
             when = max(t, dev.episodes[SILENCE].raised_ts)
             quiet = (t - dev.last_ts) / 1000.0
             self._transition(s, SILENCE, when, 0, x, quiet, cfg.silence_timeout_ms / 1000.0, events)
@@ -139,7 +139,7 @@ class ReferenceDetectors:
         cl, ch = spec.critical
         wlo, whi = (-INF if wl is None else wl), (INF if wh is None else wh)
         clo, chi = (-INF if cl is None else cl), (INF if ch is None else ch)
-        if cfg.enabled(THRESHOLD):
+        if cfg.enabled("threshold"):
             level = 2 if (x < clo or x > chi) else 1 if (x < wlo or x > whi) else 0
             if level >= 1:
                 dev.warn_since = t if dev.warn_since == NO_TS else dev.warn_since
@@ -164,7 +164,7 @@ class ReferenceDetectors:
             excess = x - bound if high else bound - x
             self._transition(s, THRESHOLD, t, sev, x, excess, bound, events)
 
-        if cfg.enabled(OUT_OF_RANGE):
+        if cfg.enabled("out_of_range"):
             lo, hi = spec.range
             out = x < lo or x > hi
             high = x > hi if out else abs(hi - x) <= abs(x - lo)
@@ -175,13 +175,13 @@ class ReferenceDetectors:
         min_sd = cfg.min_std_fraction * (spec.range[1] - spec.range[0])
         sd = max(math.sqrt(dev.var), min_sd)
         warm = dev.count >= cfg.ewma_warmup
-        if cfg.enabled(EWMA):
+        if cfg.enabled("ewma"):
             z = abs(x - dev.mean) / sd if warm else 0.0
             sev = 2 if z > cfg.k_sigma_critical else 1 if z > cfg.k_sigma else 0
             thr = cfg.k_sigma_critical if sev == 2 else cfg.k_sigma
             self._transition(s, EWMA, t, sev, x, z, thr, events)
 
-        if cfg.enabled(RATE) and seen:
+        if cfg.enabled("rate_of_change") and seen:
             mr = math.nan if spec.max_rate is None else spec.max_rate
             dt = (t - dev.last_ts) / 1000.0
             dx = abs(x - dev.last_val)
@@ -194,7 +194,7 @@ class ReferenceDetectors:
                 sev = 0
             self._transition(s, RATE, t, sev, x, dx / dt / mr, mr, events)
 
-        if cfg.enabled(STUCK):
+        if cfg.enabled("stuck"):
             same = seen and abs(x - dev.stuck_ref) <= cfg.stuck_epsilon
             count = dev.stuck_count + 1 if same else 1
             duration = (t - (dev.stuck_since if seen else t)) / 1000.0

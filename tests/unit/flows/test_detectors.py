@@ -387,7 +387,7 @@ def test_state_grows_with_the_slot_map_and_stays_small() -> None:
     new = slots.lookup([f"g{i}" for i in range(n)], ["gas"] * n, ["s"] * n)
     alerts = bank.process(new, np.full(n, T0), np.full(n, 60.0))
     assert len([a for a in alerts if a.detector == "threshold"]) == n
-    assert DetectorBank.bytes_per_device() < 256
+    assert bank.bytes_per_device() < 256
 
 
 def test_bad_input_is_counted_not_fatal() -> None:

@@ -1,0 +1,64 @@
+"""Each device's running baseline: last reading, and an EWMA mean and variance.
+
+Shared by the statistical detectors (``ewma`` scores against it, ``rate_of_change``
+takes its noise allowance from it) and updated once per reading, after every
+detector has judged that reading against the state before it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import numpy as np
+
+from flows.detectors.base import Round
+from flows.detectors.config import F64, I64, NO_TS, DetectorConfig, TypeParams
+from flows.detectors.state import SlotArrays, Spec
+
+BASELINE_FIELDS: Final[Spec] = {
+    "last_ts": (np.int64, NO_TS),
+    "last_val": (np.float64, 0.0),
+    "count": (np.int32, 0),  # readings applied, capped (see count_cap)
+    "mean": (np.float64, 0.0),
+    "var": (np.float64, 0.0),
+}
+
+
+class Baseline:
+    """Welford at the start, then an EWMA clipped so an outlier cannot widen its own sigma."""
+
+    def __init__(self, config: DetectorConfig, params: TypeParams, capacity: int) -> None:
+        self.config = config
+        self.params = params
+        self.state = SlotArrays(BASELINE_FIELDS, capacity)
+        # count only matters until warm and until 1/(n+1) drops below alpha
+        self.count_cap = max(
+            config.ewma_warmup, math.ceil(1.0 / min(config.ewma_alpha, config.ewma_var_alpha))
+        )
+
+    def round(self, s: I64, t: I64, x: F64, tix: np.ndarray) -> Round:
+        a = self.state
+        n = a["count"][s]
+        return Round(
+            s=s, t=t, x=x, tix=tix, seen=n > 0, warm=n >= self.config.ewma_warmup,
+            mean=a["mean"][s], sd=np.maximum(np.sqrt(a["var"][s]), self.params.min_sd[tix]),
+            prev_ts=a["last_ts"][s], prev_val=a["last_val"][s],
+        )  # fmt: skip
+
+    def update(self, r: Round) -> None:
+        a, cfg, s = self.state, self.config, r.s
+        n, var = a["count"][s], a["var"][s]
+        d = r.x - r.mean
+        lim = cfg.ewma_clip_sigma * r.sd
+        d = np.where(r.warm, np.clip(d, -lim, lim), d)
+        # 1/(n+1) while that is larger than alpha: exact running mean and variance at the
+        # start (Welford), so the warm-up does not end with a variance biased towards 0.
+        welford = 1.0 / (n + 1)
+        alpha = np.maximum(cfg.ewma_alpha, welford)
+        beta = np.maximum(cfg.ewma_var_alpha, welford)
+        a["mean"][s] = r.mean + alpha * d
+        a["var"][s] = (1 - beta) * (var + beta * d * d)
+        a["count"][s] = np.minimum(n + 1, self.count_cap)
+        a["last_ts"][s] = r.t
+        a["last_val"][s] = r.x
