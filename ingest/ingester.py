@@ -25,13 +25,15 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import paho.mqtt.client as mqtt
 from confluent_kafka import KafkaError, Message
 
 from ingest.kafka import KafkaWriter, ingest_producer_config
-from ingest.mqtt import MqttSession
+from ingest.mqtt import MessageHandler, MqttSession
 from ingest.redelivery import RedeliveryLog, message_key
 from ingest.stats import IngestStats
 from iotpipe.catalogue import Catalogue
@@ -44,6 +46,31 @@ from iotpipe.topics import KafkaTopics, TopicError, parse_mqtt_reading_topic
 log = logging.getLogger(__name__)
 _KAFKA_REJECTED = "kafka_rejected"
 _TRUNCATED_KEEP = 4096  # characters of an oversized payload kept in its dead letter
+
+
+class Writer(Protocol):
+    """The Kafka side as the ingester uses it (``KafkaWriter``; a recorder in unit tests)."""
+
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None, on_delivery: DeliveryCallback
+    ) -> None: ...
+    def drain(self, timeout: float) -> bool: ...
+    def close(self) -> None: ...
+
+
+class Session(Protocol):
+    """The MQTT side as the ingester uses it (``MqttSession``)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def ack(self, mid: int, qos: int) -> None: ...
+    def ack_many(self, mids: list[int]) -> None: ...
+
+
+# Factories, so the ack accounting can be driven without servers: the writer gets the
+# hook to run after each delivery poll, the session the per-message handler.
+WriterFactory = Callable[[Callable[[], None]], Writer]
+SessionFactory = Callable[[MessageHandler], Session]
 
 
 @dataclass(slots=True)
@@ -60,7 +87,14 @@ class _Pending:
 class Ingester:
     """One ingester process: an MQTT session feeding a Kafka producer."""
 
-    def __init__(self, settings: Settings, catalogue: Catalogue) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        catalogue: Catalogue,
+        *,
+        writer: WriterFactory | None = None,
+        session: SessionFactory | None = None,
+    ) -> None:
         self.settings = settings
         self.topics = KafkaTopics(settings.kafka.topic_prefix)
         self.stats = IngestStats()
@@ -69,18 +103,24 @@ class Ingester:
         self._accepting = threading.Event()
         self._max_inflight = settings.ingest.max_inflight
         self._acks: list[int] = []  # QoS 1 mids released by Kafka, sent after each poll
-        self._writer = KafkaWriter(
-            ingest_producer_config(settings.kafka, settings.ingest), after_poll=self._flush_acks
-        )
+        if writer is None:
+            config = ingest_producer_config(settings.kafka, settings.ingest)
+            self._writer: Writer = KafkaWriter(config, after_poll=self._flush_acks)
+        else:
+            self._writer = writer(self._flush_acks)
         self._dead_letter_max = settings.ingest.dead_letter_max_bytes
         self._redeliveries = RedeliveryLog(
             settings.core.state_dir / f"ingest-{settings.ingest.instance}.redeliveries",
             settings.ingest.poison_after,
         )
-        self._mqtt = MqttSession(settings.mqtt, settings.ingest, self._on_message)
+        make_session = session or (
+            lambda handler: MqttSession(settings.mqtt, settings.ingest, handler)
+        )
+        self._mqtt = make_session(self._on_message)
 
     @property
     def session(self) -> MqttSession:
+        assert isinstance(self._mqtt, MqttSession), "an injected session has no MQTT client"
         return self._mqtt
 
     def start(self) -> None:
