@@ -49,7 +49,7 @@ from ops.demo.components import (
     fill,
 )
 from ops.demo.influx import aggregated_readings
-from ops.demo.metrics import scrape
+from ops.demo.metrics import Samples, pipeline_samples, scrape, status_line
 from ops.demo.plan import DemoOptions, Plan, make_plan
 from ops.demo.summary import (
     DemoSummary,
@@ -97,31 +97,13 @@ class Demo:
         elif event.kind in ("restarted", "finished"):
             self.console.print(f"[yellow]{event.name} {event.kind}[/] ({escape(event.message)})")
 
-    def _metrics(self) -> tuple[dict[str, float], dict[str, float]]:
-        host = self.plan.settings.ingest.metrics_host
-        ingest = scrape(host, self.plan.ingest_port) or {}
-        flows: dict[str, float] = {}
-        fhost = self.plan.settings.flow.metrics_host
-        for port in (m.flow_metrics_port(self.plan.flow_port, p) for p in ("normal", "high")):
-            for k, v in (scrape(fhost, port) or {}).items():
-                flows[k] = flows.get(k, 0.0) + v
-        return ingest, flows
+    def _metrics(self) -> tuple[Samples, Samples]:
+        return pipeline_samples(self.plan)
 
     def status_line(self) -> str:
-        ingest, flows = self._metrics()
         up = int(time.monotonic() - self.started)
         restarts = sum(self.supervisor.restarts().values())
-        parts = [
-            f"up {up // 60}:{up % 60:02d}",
-            f"mqtt in {ingest.get(m.INGEST_READINGS.sample, 0):,.0f}",
-            f"to kafka {ingest.get(m.INGEST_PRODUCED.sample, 0):,.0f}",
-            f"flows read {flows.get(m.FLOW_READINGS.sample, 0):,.0f}",
-            f"aggregates {flows.get(m.FLOW_AGGREGATES.sample, 0):,.0f}",
-            f"alerts {flows.get(m.FLOW_ALERTS.sample, 0):,.0f}",
-            f"dead-lettered {ingest.get(m.INGEST_DEAD_LETTERED.sample, 0):,.0f}",
-            f"restarts {restarts}",
-        ]
-        return " | ".join(parts)
+        return status_line(*self._metrics(), up, restarts)
 
     def _show(self) -> None:
         line = self.status_line()
