@@ -30,7 +30,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from iotpipe.connectors.kafka import broker_metadata
 from iotpipe.errors import ConfigError, ConnectorError
 from iotpipe.model import Alert
-from iotpipe.settings import KafkaSettings, Settings
+from iotpipe.settings import AlertSettings, KafkaSettings, MqttSettings, Settings
 from sinks.alert_policy import ALERT_SIGNATURE, AlertGate, Verdict, verify
 from sinks.alert_targets import (
     KafkaAlertTarget,
@@ -94,7 +94,9 @@ class AlertEmitter:
 
     def __init__(
         self,
-        settings: Settings,
+        alert: AlertSettings,
+        kafka_settings: KafkaSettings,
+        mqtt_settings: MqttSettings,
         dead_letters: LetterSink | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -103,8 +105,10 @@ class AlertEmitter:
         mqtt: BatchTarget | None = None,
         webhook: PostTarget | None = None,
     ) -> None:
-        self.settings = settings
-        conf = settings.alert
+        self.alert_settings = alert
+        self.kafka_settings = kafka_settings
+        self.mqtt_settings = mqtt_settings
+        conf = alert
         self.stats = EmitterStats()
         self.gate = AlertGate(
             horizon_s=conf.dedupe_horizon_s,
@@ -116,11 +120,11 @@ class AlertEmitter:
         used = set().union(*(conf.route(s) for s in ("info", "warning", "critical")))
         key = conf.signing_key
         self.kafka: RecordTarget = kafka or KafkaAlertTarget(
-            settings.kafka, conf.publish_timeout_s, key
+            kafka_settings, conf.publish_timeout_s, key
         )
         self.mqtt: BatchTarget | None = None
         if "mqtt" in used:
-            self.mqtt = mqtt or MqttAlertTarget(settings.mqtt, conf.publish_timeout_s, key)
+            self.mqtt = mqtt or MqttAlertTarget(mqtt_settings, conf.publish_timeout_s, key)
         self.webhook: PostTarget | None = None
         if "webhook" in used:
             self.webhook = webhook or WebhookTarget(conf, sleep)
@@ -128,15 +132,15 @@ class AlertEmitter:
     def start(self) -> None:
         """Check the alerts topic exists; seed de-duplication from it."""
         deadline = time.monotonic() + 10  # a topic just created may take a moment to show
-        topics = broker_metadata(self.settings.kafka)
+        topics = broker_metadata(self.kafka_settings)
         while self.kafka.topic not in topics and time.monotonic() < deadline:
             time.sleep(0.5)
-            topics = broker_metadata(self.settings.kafka)
+            topics = broker_metadata(self.kafka_settings)
         if self.kafka.topic not in topics:
             raise ConfigError(
                 f"Kafka topic {self.kafka.topic!r} does not exist; run `iotpipe topics create`"
             )
-        conf = self.settings.alert
+        conf = self.alert_settings
         if not (conf.dedupe_seed_from_kafka and conf.dedupe_horizon_s):
             return
         if conf.signing_key is None:
@@ -147,7 +151,7 @@ class AlertEmitter:
             )
             return
         seen = recent_alerts(
-            self.settings.kafka,
+            self.kafka_settings,
             self.kafka.topic,
             conf.dedupe_horizon_s,
             conf.signing_key.get_secret_value(),
@@ -174,7 +178,7 @@ class AlertEmitter:
                 continue
             record.append(alert)
             if verdict is Verdict.NOTIFY:
-                for target in self.settings.alert.route(alert.severity):
+                for target in self.alert_settings.route(alert.severity):
                     notify[target].append(alert)
         for alert in notify["log"]:
             log_alert(alert)
@@ -182,7 +186,7 @@ class AlertEmitter:
         if self.mqtt and notify["mqtt"]:
             failed = self.mqtt.send(notify["mqtt"])
             self.stats.to_mqtt += len(notify["mqtt"]) - len(failed)
-            self._undelivered("mqtt", "not_delivered", failed, self.settings.mqtt.url)
+            self._undelivered("mqtt", "not_delivered", failed, self.mqtt_settings.url)
         if self.webhook:
             for alert in notify["webhook"]:
                 self._post(self.webhook, alert)
@@ -328,6 +332,8 @@ class AlertSink(DynamicSink[Any]):
         dead_letters = DeadLetterWriter(
             self.settings.kafka, timeout_s=self.settings.sink.dlq_timeout_s
         )
-        emitter = AlertEmitter(self.settings, dead_letters)
+        emitter = AlertEmitter(
+            self.settings.alert, self.settings.kafka, self.settings.mqtt, dead_letters
+        )
         emitter.start()
         return _AlertPartition(emitter, dead_letters)

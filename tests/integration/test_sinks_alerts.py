@@ -171,7 +171,7 @@ def test_alert_goes_everywhere_once(
     site = f"site-{unique}"
     watcher = MqttWatcher(stack, site)
     critical, info = _alert(1, site=site), _alert(2, site=site, severity="info")
-    emitter = AlertEmitter(settings_)
+    emitter = AlertEmitter(settings_.alert, settings_.kafka, settings_.mqtt)
     emitter.start()
     with caplog.at_level(logging.INFO, logger="iotpipe.alerts"):
         emitter.emit([critical, critical, info])
@@ -208,7 +208,7 @@ def test_raised_escalated_cleared_all_flow(
         Alert(**{**_asdict(raised), "severity": "critical", "state": "escalated"}),
         Alert(**{**_asdict(raised), "severity": "critical", "state": "cleared"}),
     ]
-    emitter = AlertEmitter(settings_)
+    emitter = AlertEmitter(settings_.alert, settings_.kafka, settings_.mqtt)
     emitter.start()
     emitter.emit(events)
     emitter.close()
@@ -226,11 +226,11 @@ def test_replay_after_restart_does_not_notify_twice(
         update={"alert": settings_.alert.model_copy(update={"mqtt_enabled": False})}
     )
     batch = [_alert(n, site=f"site-{unique}") for n in range(3)]
-    first = AlertEmitter(s)
+    first = AlertEmitter(s.alert, s.kafka, s.mqtt)
     first.start()
     first.emit(batch)
     first.close()
-    second = AlertEmitter(s)  # a restarted process: empty memory
+    second = AlertEmitter(s.alert, s.kafka, s.mqtt)  # a restarted process: empty memory
     second.start()  # ...seeded from the alerts topic
     second.emit(batch)
     second.close()
@@ -256,7 +256,7 @@ def test_a_forged_record_on_the_alerts_topic_cannot_suppress_an_alert(
         topic, body, real.device_id.encode(), headers=[(ALERT_SIGNATURE, sign(body, "guess"))]
     )
     assert forger.flush(10) == 0
-    emitter = AlertEmitter(s)
+    emitter = AlertEmitter(s.alert, s.kafka, s.mqtt)
     emitter.start()
     emitter.emit([real])
     emitter.close()
@@ -283,7 +283,7 @@ def test_kafka_and_mqtt_alerts_carry_a_signature_a_consumer_can_verify(
     try:
         assert subscribed.wait(10)
         alert = _alert(8, site=site)
-        emitter = AlertEmitter(settings_)
+        emitter = AlertEmitter(settings_.alert, settings_.kafka, settings_.mqtt)
         emitter.start()
         emitter.emit([alert])
         emitter.close()
@@ -331,7 +331,7 @@ def test_webhook_retries_then_dead_letters(
         update={"alert": settings_.alert.model_copy(update={"mqtt_enabled": False})}
     )
     dlq = DeadLetterWriter(s.kafka, timeout_s=30)
-    emitter = AlertEmitter(s, dlq)
+    emitter = AlertEmitter(s.alert, s.kafka, s.mqtt, dlq)
     emitter.start()
     receiver.fail_next = 2  # two 503s, then success
     emitter.emit([_alert(1, site=f"site-{unique}")])
@@ -360,7 +360,7 @@ def test_storm_is_rate_limited_but_recorded(
         update={"alert": settings_.alert.model_copy(update={"mqtt_enabled": False})}
     )
     storm = [_alert(3 * n, site=f"site-{unique}") for n in range(40)]  # all dev-0
-    emitter = AlertEmitter(s)
+    emitter = AlertEmitter(s.alert, s.kafka, s.mqtt)
     emitter.start()
     emitter.emit(storm)
     emitter.close()
@@ -399,7 +399,7 @@ def test_an_alert_mqtt_cannot_carry_is_dead_lettered_for_mqtt_only(
     bad = msgspec_replace(_alert(1, site=site, severity="warning"), device_id="dev/1\n")
     good = _alert(2, site=site, severity="warning")
     dead = DeadLetterWriter(settings_.kafka)
-    emitter = AlertEmitter(settings_, dead)
+    emitter = AlertEmitter(settings_.alert, settings_.kafka, settings_.mqtt, dead)
     emitter.start()
     emitter.emit([bad, good])
     emitter.close()

@@ -68,7 +68,9 @@ def emitter(**alert_settings: object) -> tuple[AlertEmitter, Batches, Batches, P
     conf = AlertSettings(**{"webhook_url": "http://hooks.example/x", **alert_settings})  # type: ignore[arg-type]
     settings = load_settings().model_copy(update={"alert": conf})
     kafka, mqtt, hook, letters = Batches(), Batches(), Posts(), Letters()
-    em = AlertEmitter(settings, letters, kafka=kafka, mqtt=mqtt, webhook=hook)
+    em = AlertEmitter(
+        settings.alert, settings.kafka, settings.mqtt, letters, kafka=kafka, mqtt=mqtt, webhook=hook
+    )
     return em, kafka, mqtt, hook, letters
 
 
