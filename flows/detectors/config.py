@@ -48,7 +48,12 @@ class DetectorConfig:
     stuck_epsilon: float = 1e-9
     stuck_min_count: int = 10
     stuck_min_duration_ms: int = 120_000
-    silence_timeout_ms: int = 60_000
+    silence_timeout_ms: int = 60_000  # the floor; see silence_interval_factor
+    # A device is silent after this many of its own typical intervals (EWMA of the time
+    # between its readings), if that is longer than silence_timeout_ms: a sensor that
+    # reports every 5 minutes is not silent between two readings. 0: the fixed timeout.
+    silence_interval_factor: float = 5.0
+    silence_interval_alpha: float = 0.1
     threshold_sustain_ms: int = 0
     cooldown_ms: int = 60_000
 
@@ -71,6 +76,8 @@ class DetectorConfig:
             "stuck_min_count": self.stuck_min_count >= 2,
             "stuck_min_duration_ms": self.stuck_min_duration_ms >= 0,
             "silence_timeout_ms": self.silence_timeout_ms > 0,
+            "silence_interval_factor": self.silence_interval_factor >= 0,
+            "silence_interval_alpha": 0 < self.silence_interval_alpha <= 1,
             "threshold_sustain_ms": self.threshold_sustain_ms >= 0,
             "cooldown_ms": self.cooldown_ms >= 0,
         }

@@ -1,13 +1,18 @@
-"""``silence``: no reading for more than ``silence_timeout_ms`` of event time.
+"""``silence``: no reading for longer than the device's own timeout, in event time.
 
-Raised from ``advance(watermark)``, cleared by the device's next reading
-(never before the raise). A silence inside a cooldown is raised when the
-cooldown ends, if the device is still silent.
+The timeout is ``silence_timeout_ms`` or ``silence_interval_factor`` times the
+device's typical interval between readings, whichever is longer. The interval
+is learned online (an EWMA of the gaps, each gap capped at ``GAP_CAP`` times the
+current estimate so one outage does not teach the device to be quiet), so a
+sensor reporting every 5 minutes is not "silent" between two readings while a
+1 s sensor keeps the fixed timeout. Raised from ``advance(watermark)``, cleared
+by the device's next reading (never before the raise). A silence inside a
+cooldown is raised when the cooldown ends, if the device is still silent.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 import numpy as np
 
@@ -15,6 +20,9 @@ from flows.detectors.base import Detector, Round
 from flows.detectors.config import F64, I64, NO_TS
 from flows.detectors.lifecycle import Events
 from flows.detectors.registry import register
+from flows.detectors.state import Spec
+
+GAP_CAP: Final = 4.0
 
 
 @register
@@ -22,6 +30,14 @@ class Silence(Detector):
     """Devices quiet past the timeout, judged on the watermark."""
 
     name: ClassVar[str] = "silence"
+    fields: ClassVar[Spec] = {"interval": (np.float64, 0.0)}  # ms; 0 until a second reading
+
+    def timeout_ms(self, idx: I64) -> I64:
+        """Each device's timeout: the fixed one or its intervals, whichever is longer."""
+        learned = (self.config.silence_interval_factor * self.state["interval"][idx]).astype(
+            np.int64
+        )
+        return np.maximum(self.config.silence_timeout_ms, learned)
 
     def evaluate(self, r: Round, ev: Events) -> None:
         back = self.alarm.active(r.s)
@@ -29,16 +45,22 @@ class Silence(Detector):
             idx = r.s[back]
             when = np.maximum(r.t[back], self.alarm.state["raised_ts"][idx])
             quiet = (r.t[back] - r.prev_ts[back]) / 1000.0
-            thr = np.full(idx.size, self.config.silence_timeout_ms / 1000.0)
+            thr = self.timeout_ms(idx) / 1000.0
             off = np.zeros(idx.size, dtype=np.int8)
             self.alarm.transition(idx, when, off, r.x[back], quiet, thr, ev)
+        if r.seen.any():
+            i = np.flatnonzero(r.seen)
+            s = r.s[i]
+            gap = (r.t[i] - r.prev_ts[i]).astype(np.float64)
+            est = self.state["interval"][s]
+            capped = np.where(est > 0, np.minimum(gap, GAP_CAP * est), gap)
+            alpha = self.config.silence_interval_alpha
+            self.state["interval"][s] = np.where(est > 0, est + alpha * (capped - est), gap)
 
     def advance(self, watermark: int, last_ts: I64, last_val: F64, ev: Events) -> None:
         cfg, n = self.config, last_ts.size
-        due = np.maximum(
-            last_ts + cfg.silence_timeout_ms,
-            self.alarm.state["cleared_ts"][:n] + cfg.cooldown_ms,
-        )
+        timeout = self.timeout_ms(np.arange(n))
+        due = np.maximum(last_ts + timeout, self.alarm.state["cleared_ts"][:n] + cfg.cooldown_ms)
         quiet = (last_ts != NO_TS) & ~self.alarm.state["active"][:n] & (due < watermark)
         idx = np.flatnonzero(quiet).astype(np.int64)
         if idx.size == 0:
@@ -46,7 +68,7 @@ class Silence(Detector):
         ts = due[idx]
         ones = np.ones(idx.size, dtype=np.int8)
         quiet_s = (ts - last_ts[idx]) / 1000.0
-        thr = np.full(idx.size, cfg.silence_timeout_ms / 1000.0)
+        thr = timeout[idx] / 1000.0
         self.alarm.transition(idx, ts, ones, last_val[idx], quiet_s, thr, ev)
 
     @staticmethod

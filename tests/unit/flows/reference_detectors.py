@@ -51,6 +51,7 @@ class _Device:
     stuck_count: int = 0
     warn_since: int = NO_TS
     crit_since: int = NO_TS
+    interval: float = 0.0  # the silence detector's learned gap between readings, ms
     episodes: list[_Episode] = field(default_factory=lambda: [_Episode() for _ in DETECTORS])
 
 
@@ -88,12 +89,17 @@ class ReferenceDetectors:
         if cfg.enabled("silence"):
             for s, dev in self.devices.items():
                 ep = dev.episodes[SILENCE]
-                due = max(dev.last_ts + cfg.silence_timeout_ms, ep.cleared_ts + cfg.cooldown_ms)
+                timeout = self._silence_timeout(dev)
+                due = max(dev.last_ts + timeout, ep.cleared_ts + cfg.cooldown_ms)
                 if not ep.active and due < self.watermark:
                     quiet = (due - dev.last_ts) / 1000.0
-                    thr = cfg.silence_timeout_ms / 1000.0
+                    thr = timeout / 1000.0
                     self._transition(s, SILENCE, due, 1, dev.last_val, quiet, thr, events)
         return self._alerts(events)
+
+    def _silence_timeout(self, dev: _Device) -> int:
+        cfg = self.config
+        return max(cfg.silence_timeout_ms, int(cfg.silence_interval_factor * dev.interval))
 
     def _alerts(self, events: list[Event]) -> list[Alert]:
         events.sort(key=lambda e: (e[4], e[0], e[1]))
@@ -133,7 +139,15 @@ class ReferenceDetectors:
         if cfg.enabled("silence") and dev.episodes[SILENCE].active:
             when = max(t, dev.episodes[SILENCE].raised_ts)
             quiet = (t - dev.last_ts) / 1000.0
-            self._transition(s, SILENCE, when, 0, x, quiet, cfg.silence_timeout_ms / 1000.0, events)
+            thr = self._silence_timeout(dev) / 1000.0
+            self._transition(s, SILENCE, when, 0, x, quiet, thr, events)
+        if cfg.enabled("silence") and seen:
+            gap = float(t - dev.last_ts)
+            if dev.interval > 0:
+                capped = min(gap, 4.0 * dev.interval)
+                dev.interval = dev.interval + cfg.silence_interval_alpha * (capped - dev.interval)
+            else:
+                dev.interval = gap
 
         wl, wh = spec.warning
         cl, ch = spec.critical

@@ -219,7 +219,9 @@ def test_stuck_needs_both_count_and_duration() -> None:
 
 
 def test_silence_raised_once_by_the_watermark_and_cleared_by_a_reading() -> None:
-    bank = bank_for(["co2", "co2"], detectors=("silence",), silence_timeout_ms=60 * S)
+    bank = bank_for(
+        ["co2", "co2"], detectors=("silence",), silence_timeout_ms=60 * S, silence_interval_factor=0
+    )
     bank.process([0, 1], [T0, T0], [600.0, 600.0])
     assert bank.advance(T0 + 60 * S) == []  # exactly at the timeout: not yet
     bank.process([1], [T0 + 50 * S], [600.0])
@@ -232,6 +234,28 @@ def test_silence_raised_once_by_the_watermark_and_cleared_by_a_reading() -> None
     assert bank.advance(T0 + 1500 * S) == []  # still silent: no repeats
     back = bank.process([0], [T0 + 2000 * S], [601.0])
     assert [(a.state, a.alert_id) for a in back] == [("cleared", first[0].alert_id)]
+
+
+def test_silence_follows_each_devices_own_reporting_interval() -> None:
+    """A 5-minute sensor is not silent between readings; a 1 s one keeps the fixed timeout."""
+    bank = bank_for(["co2", "co2"], detectors=("silence",), silence_timeout_ms=60 * S)
+    slow = [(0, T0 + k * 300 * S) for k in range(12)]
+    fast = [(1, T0 + k * S) for k in range(3600)]
+    for slot, ts in sorted(slow + fast, key=lambda r: r[1]):
+        bank.process([slot], [ts], [600.0])
+        if ts >= T0 + 300 * S:  # before its second reading a device's interval is unknown
+            assert bank.advance(ts) == []
+    # the slow one is silent after 5 of its intervals, the fast one after 60 s
+    quiet = bank.advance(T0 + 11 * 300 * S + 1501 * S)
+    assert sorted((a.device_id, a.ts, a.threshold) for a in quiet) == [
+        ("dev-00000", T0 + 11 * 300 * S + 1500 * S, 1500.0),
+        ("dev-00001", T0 + 3599 * S + 60 * S, 60.0),
+    ]
+    # one long outage does not teach a device to be quiet: gaps are capped
+    bank.process([1], [T0 + 100_000 * S], [600.0])
+    bank.process([1], [T0 + 100_001 * S], [600.0])
+    later = bank.advance(T0 + 100_001 * S + 61 * S)
+    assert [(a.device_id, a.state) for a in later] == [("dev-00001", "raised")]
 
 
 def test_silence_is_deterministic_whatever_the_watermark_steps() -> None:
