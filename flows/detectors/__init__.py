@@ -28,12 +28,14 @@ from flows.detectors.config import (
 )
 from flows.detectors.lifecycle import Events, make_alert
 from flows.detectors.registry import register
+from flows.detectors.silence import GAP_CAP
 
 assert registry.names()[: len(DETECTORS)] == DETECTORS, "built-ins register in DETECTORS order"
 
 __all__ = [
     "DETECTORS",
     "EWMA",
+    "GAP_CAP",
     "NO_TS",
     "OUT_OF_RANGE",
     "RATE",

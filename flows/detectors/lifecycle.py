@@ -164,11 +164,13 @@ def make_alert(
     score = score if math.isfinite(score) else 0.0
     threshold = threshold if math.isfinite(threshold) else 0.0
     state_name = STATES[state]
+    message: str
     if state_name == "cleared":
         message = f"{detector} cleared: {sensor_type} {value:g} {units[tix]}"
     else:
-        text = registry.lookup(detector).message(sensor_type, units[tix], value, score, threshold)
-        message = str(text)
+        message = registry.lookup(detector).message(
+            sensor_type, units[tix], value, score, threshold
+        )
     return Alert(
         alert_id=alert_id(device, sensor_type, detector, id_ts),
         device_id=device,

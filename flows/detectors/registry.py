@@ -9,6 +9,7 @@ in ``DetectorConfig.detectors``.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Final, TypeVar
 
 from iotpipe.errors import ConfigError
@@ -36,13 +37,17 @@ def register(cls: D) -> D:
     if name in _REGISTRY and _REGISTRY[name] is not cls:
         raise ConfigError(f"a detector named {name!r} is registered already")
     _REGISTRY[name] = cls
+    names.cache_clear()
     return cls
 
 
+@cache
 def names() -> tuple[str, ...]:
-    """Every registered detector, index order: the built-ins, then the rest as registered."""
-    extra = [name for name in _REGISTRY if name not in DETECTORS]
-    return tuple(name for name in DETECTORS if name in _REGISTRY) + tuple(extra)
+    """Every registered detector, index order: the built-ins, then the rest as registered.
+
+    Cached (``register`` clears it): ``make_alert`` asks for it once per alert."""
+    extra = tuple(name for name in _REGISTRY if name not in DETECTORS)
+    return tuple(name for name in DETECTORS if name in _REGISTRY) + extra
 
 
 def lookup(name: str) -> type[Any]:

@@ -32,11 +32,10 @@ class Silence(Detector):
     name: ClassVar[str] = "silence"
     fields: ClassVar[Spec] = {"interval": (np.float64, 0.0)}  # ms; 0 until a second reading
 
-    def timeout_ms(self, idx: I64) -> I64:
-        """Each device's timeout: the fixed one or its intervals, whichever is longer."""
-        learned = (self.config.silence_interval_factor * self.state["interval"][idx]).astype(
-            np.int64
-        )
+    def timeout_ms(self, interval: F64) -> I64:
+        """The timeout of devices with these learned intervals: the fixed one or their
+        own intervals, whichever is longer."""
+        learned = (self.config.silence_interval_factor * interval).astype(np.int64)
         return np.maximum(self.config.silence_timeout_ms, learned)
 
     def evaluate(self, r: Round, ev: Events) -> None:
@@ -45,7 +44,7 @@ class Silence(Detector):
             idx = r.s[back]
             when = np.maximum(r.t[back], self.alarm.state["raised_ts"][idx])
             quiet = (r.t[back] - r.prev_ts[back]) / 1000.0
-            thr = self.timeout_ms(idx) / 1000.0
+            thr = self.timeout_ms(self.state["interval"][idx]) / 1000.0
             off = np.zeros(idx.size, dtype=np.int8)
             self.alarm.transition(idx, when, off, r.x[back], quiet, thr, ev)
         if r.seen.any():
@@ -53,13 +52,14 @@ class Silence(Detector):
             s = r.s[i]
             gap = (r.t[i] - r.prev_ts[i]).astype(np.float64)
             est = self.state["interval"][s]
-            capped = np.where(est > 0, np.minimum(gap, GAP_CAP * est), gap)
-            alpha = self.config.silence_interval_alpha
-            self.state["interval"][s] = np.where(est > 0, est + alpha * (capped - est), gap)
+            learned = est + self.config.silence_interval_alpha * (
+                np.minimum(gap, GAP_CAP * est) - est
+            )
+            self.state["interval"][s] = np.where(est > 0, learned, gap)  # the first gap as is
 
     def advance(self, watermark: int, last_ts: I64, last_val: F64, ev: Events) -> None:
         cfg, n = self.config, last_ts.size
-        timeout = self.timeout_ms(np.arange(n))
+        timeout = self.timeout_ms(self.state["interval"][:n])
         due = np.maximum(last_ts + timeout, self.alarm.state["cleared_ts"][:n] + cfg.cooldown_ms)
         quiet = (last_ts != NO_TS) & ~self.alarm.state["active"][:n] & (due < watermark)
         idx = np.flatnonzero(quiet).astype(np.int64)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from flows.detectors import (
     DETECTORS,
     EWMA,
+    GAP_CAP,
     NO_TS,
     OUT_OF_RANGE,
     RATE,
@@ -144,7 +145,7 @@ class ReferenceDetectors:
         if cfg.enabled("silence") and seen:
             gap = float(t - dev.last_ts)
             if dev.interval > 0:
-                capped = min(gap, 4.0 * dev.interval)
+                capped = min(gap, GAP_CAP * dev.interval)
                 dev.interval = dev.interval + cfg.silence_interval_alpha * (capped - dev.interval)
             else:
                 dev.interval = gap
