@@ -3,17 +3,28 @@
 Detectors (names as they appear in ``Alert.detector``), one class each:
 ``threshold`` and ``out_of_range`` (``threshold.py``), ``ewma`` and
 ``rate_of_change`` (``statistical.py``), ``stuck`` (``stuck.py``), ``silence``
-(``silence.py``). They share the alarm lifecycle (``lifecycle.py``), the
-per-device baseline (``baseline.py``) and the bank that runs them over a
-partition's micro-batches (``bank.py``). ``base.py`` says how to add one.
+(``silence.py``), and ``flapping`` (``flapping.py``: the per-device alert
+budget). They share the alarm lifecycle (``lifecycle.py``), the per-device
+baseline (``baseline.py``) and the bank that runs them over a partition's
+micro-batches (``bank.py``). ``base.py`` says how to add one.
 """
 
-from flows.detectors import registry, silence, statistical, stuck, threshold  # noqa: F401  (registers)
+from flows.detectors import (  # noqa: F401  (registers)
+    flapping,
+    registry,
+    silence,
+    statistical,
+    stuck,
+    threshold,
+)
 from flows.detectors.bank import DetectorBank, DetectorSnapshot, DetectorStats
-from flows.detectors.base import Detector, Round
+from flows.detectors.base import Detector, Known, Round
+from flows.detectors.baseline import GAP_CAP
 from flows.detectors.config import (
     DETECTORS,
     EWMA,
+    FLAPPING,
+    HOUR_MS,
     NO_TS,
     OUT_OF_RANGE,
     RATE,
@@ -28,14 +39,15 @@ from flows.detectors.config import (
 )
 from flows.detectors.lifecycle import Events, make_alert
 from flows.detectors.registry import register
-from flows.detectors.silence import GAP_CAP
 
 assert registry.names()[: len(DETECTORS)] == DETECTORS, "built-ins register in DETECTORS order"
 
 __all__ = [
     "DETECTORS",
     "EWMA",
+    "FLAPPING",
     "GAP_CAP",
+    "HOUR_MS",
     "NO_TS",
     "OUT_OF_RANGE",
     "RATE",
@@ -51,6 +63,7 @@ __all__ = [
     "DetectorSnapshot",
     "DetectorStats",
     "Events",
+    "Known",
     "Round",
     "TypeParams",
     "make_alert",

@@ -23,9 +23,10 @@ import numpy as np
 import numpy.typing as npt
 
 from flows.detectors import registry
-from flows.detectors.base import Detector, detector_class
+from flows.detectors.base import Detector, Known, detector_class
 from flows.detectors.baseline import Baseline
 from flows.detectors.config import F64, I64, NO_TS, DetectorConfig, TypeParams
+from flows.detectors.flapping import Flapping
 from flows.detectors.lifecycle import ALARM_FIELDS, Events
 from flows.slots import SlotMap, by_slot_then_time
 from iotpipe.catalogue import Catalogue
@@ -104,6 +105,12 @@ class DetectorBank:
             for det, name in enumerate(registry.names())
             if config.enabled(name)
         ]
+        budget = next((d for d in self.detectors if isinstance(d, Flapping)), None)
+        if config.alert_budget_per_hour == 0:
+            budget = None
+        for d in self.detectors:
+            d.alarm.cadence = self.baseline.state
+            d.alarm.budget = budget if d is not budget else None
 
     # -- state management -------------------------------------------------
 
@@ -150,6 +157,9 @@ class DetectorBank:
 
     def _load(self, state: DetectorSnapshot) -> None:
         arrays = upgrade_v1(state.arrays) if state.version == 1 else state.arrays
+        if "silence.interval" in arrays and "baseline.interval" not in arrays:
+            # the cadence was the silence detector's before every alarm used it
+            arrays = {**arrays, "baseline.interval": arrays["silence.interval"]}
         self.baseline.state.load(arrays, state.n_slots, "baseline.")
         for d in self.detectors:
             d.load(arrays, state.n_slots)
@@ -257,9 +267,10 @@ class DetectorBank:
         if n == 0:
             return []
         ev = Events()
-        last_ts, last_val = self.baseline.state["last_ts"][:n], self.baseline.state["last_val"][:n]
+        base = self.baseline.state
+        known = Known(base["last_ts"][:n], base["last_val"][:n], base["interval"][:n])
         for d in self.detectors:
-            d.advance(self.watermark, last_ts, last_val, ev)
+            d.advance(self.watermark, known, ev)
         return self._alerts(ev)
 
     def _alerts(self, ev: Events) -> list[Alert]:

@@ -5,7 +5,9 @@ write ``evaluate`` (and ``message``), decorate it with ``@register`` and name
 it in ``DetectorConfig.detectors``. It sees each device's readings in
 event-time order, one round at a time (``Round``: unique devices, the
 baseline before this reading), and reports a severity per device to its
-``alarm``, which owns raise / escalate / clear / cooldown.
+``alarm``, which owns sustain / raise / escalate / hysteresis / clear /
+cooldown and the alert budget. ``sustained`` and ``hysteresis`` say which of
+the lifecycle's rules fit the detector.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy.typing as npt
 
 from flows.detectors import registry
 from flows.detectors.config import F64, I64, Bool, DetectorConfig, TypeParams
-from flows.detectors.lifecycle import Alarm, Events
+from flows.detectors.lifecycle import Alarm, Events, Lifecycle
 from flows.detectors.state import SlotArrays, Spec
 from flows.slots import SlotMap
 
@@ -36,6 +38,15 @@ class Round(NamedTuple):
     sd: F64
     prev_ts: I64
     prev_val: F64
+    interval: F64  # the device's typical interval between readings, ms (0: not known yet)
+
+
+class Known(NamedTuple):
+    """Every known slot's last reading and cadence, for ``advance``."""
+
+    last_ts: I64
+    last_val: F64
+    interval: F64
 
 
 class Detector:
@@ -43,20 +54,33 @@ class Detector:
 
     name: ClassVar[str]
     fields: ClassVar[Spec] = {}
+    sustained: ClassVar[bool] = False  # judges a level: raise only once it has held
+    hysteresis: ClassVar[bool] = True  # clear only after clear_readings calm readings
 
     def __init__(self, det: int, config: DetectorConfig, params: TypeParams, capacity: int):
         self.det = det
         self.config = config
         self.params = params
         self.state = SlotArrays(self.fields, capacity)
-        self.alarm = Alarm(det, config.cooldown_ms, capacity)
+        self.alarm = Alarm(det, self.lifecycle(config), capacity)
+
+    @classmethod
+    def lifecycle(cls, config: DetectorConfig) -> Lifecycle:
+        """This detector's alarm rules (``Flapping`` has its own)."""
+        return Lifecycle(
+            sustain_readings=config.sustain_readings if cls.sustained else 1,
+            sustain_ms=config.sustain_ms if cls.sustained else 0,
+            clear_readings=config.clear_readings if cls.hysteresis else 1,
+            cooldown_ms=config.cooldown_ms,
+            cooldown_intervals=config.cooldown_intervals,
+        )
 
     def evaluate(self, r: Round, ev: Events) -> None:
         """Judge one round (before the baseline takes it in) and tell the alarm."""
         raise NotImplementedError
 
-    def advance(self, watermark: int, last_ts: I64, last_val: F64, ev: Events) -> None:
-        """The watermark moved (``last_*`` per known slot); most detectors ignore it."""
+    def advance(self, watermark: int, known: Known, ev: Events) -> None:
+        """The watermark moved; most detectors ignore it."""
 
     @staticmethod
     def message(sensor_type: str, unit: str, value: float, score: float, threshold: float) -> str:

@@ -1,8 +1,12 @@
-"""Each device's running baseline: last reading, and an EWMA mean and variance.
+"""Each device's running baseline: last reading, cadence, and an EWMA mean and variance.
 
 Shared by the statistical detectors (``ewma`` scores against it, ``rate_of_change``
 takes its noise allowance from it) and updated once per reading, after every
-detector has judged that reading against the state before it.
+detector has judged that reading against the state before it. The cadence
+(``interval``: an EWMA of the gaps between readings, each capped at
+``GAP_CAP`` times the estimate so one outage does not teach a device to be
+quiet) scales the silence timeout and every alarm's cooldown, so each device is
+judged in its own reporting rhythm.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ from flows.detectors.base import Round
 from flows.detectors.config import F64, I64, NO_TS, DetectorConfig, TypeParams
 from flows.detectors.state import SlotArrays, Spec
 
+GAP_CAP: Final = 4.0
+
 BASELINE_FIELDS: Final[Spec] = {
     "last_ts": (np.int64, NO_TS),
     "last_val": (np.float64, 0.0),
     "count": (np.int32, 0),  # readings applied, capped (see count_cap)
     "mean": (np.float64, 0.0),
     "var": (np.float64, 0.0),
+    "interval": (np.float64, 0.0),  # ms; 0 until a second reading
 }
 
 
@@ -43,7 +50,7 @@ class Baseline:
         return Round(
             s=s, t=t, x=x, tix=tix, seen=n > 0, warm=n >= self.config.ewma_warmup,
             mean=a["mean"][s], sd=np.maximum(np.sqrt(a["var"][s]), self.params.min_sd[tix]),
-            prev_ts=a["last_ts"][s], prev_val=a["last_val"][s],
+            prev_ts=a["last_ts"][s], prev_val=a["last_val"][s], interval=a["interval"][s],
         )  # fmt: skip
 
     def update(self, r: Round) -> None:
@@ -60,5 +67,9 @@ class Baseline:
         a["mean"][s] = r.mean + alpha * d
         a["var"][s] = (1 - beta) * (var + beta * d * d)
         a["count"][s] = np.minimum(n + 1, self.count_cap)
+        est = r.interval
+        gap = (r.t - r.prev_ts).astype(np.float64)
+        learned = est + cfg.interval_alpha * (np.minimum(gap, GAP_CAP * est) - est)
+        a["interval"][s] = np.where(r.seen, np.where(est > 0, learned, gap), 0.0)
         a["last_ts"][s] = r.t
         a["last_val"][s] = r.x

@@ -24,11 +24,13 @@ RATE: Final = 2
 STUCK: Final = 3
 SILENCE: Final = 4
 OUT_OF_RANGE: Final = 5
+FLAPPING: Final = 6
 DETECTORS: Final = registry.DETECTORS
 STATES: Final[tuple[AlertState, ...]] = ("raised", "escalated", "cleared")
 SEVERITIES: Final[dict[int, Severity]] = {0: "info", 1: "warning", 2: "critical"}
 SQRT2: Final = math.sqrt(2.0)
 NO_TS: Final = -(2**62)  # "never"; far from int64 limits so ts arithmetic cannot overflow
+HOUR_MS: Final = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -49,13 +51,27 @@ class DetectorConfig:
     stuck_min_count: int = 10
     stuck_min_duration_ms: int = 120_000
     silence_timeout_ms: int = 60_000  # the floor; see silence_interval_factor
-    # A device is silent after this many of its own typical intervals (EWMA of the time
-    # between its readings), if that is longer than silence_timeout_ms: a sensor that
-    # reports every 5 minutes is not silent between two readings. 0: the fixed timeout.
+    # A device is silent after this many of its own typical intervals, if that is longer
+    # than silence_timeout_ms: a sensor that reports every 5 minutes is not silent
+    # between two readings. 0: the fixed timeout.
     silence_interval_factor: float = 5.0
-    silence_interval_alpha: float = 0.1
-    threshold_sustain_ms: int = 0
+    # Each device's typical interval: an EWMA of the gaps between its readings (each
+    # capped at GAP_CAP x the estimate, so one outage does not teach it to be quiet).
+    interval_alpha: float = 0.1
+    # The alarm lifecycle (lifecycle.py). threshold and ewma raise once their condition
+    # has held for sustain_readings readings and sustain_ms; every alarm but silence
+    # clears only after clear_readings readings in a row back inside the deadband
+    # (deadband_sigma of the device's noise inside the bound); after a clear, a new
+    # episode waits max(cooldown_ms, cooldown_intervals x the device's interval).
+    sustain_readings: int = 1
+    sustain_ms: int = 0
+    clear_readings: int = 3
+    deadband_sigma: float = 1.0
     cooldown_ms: int = 60_000
+    cooldown_intervals: float = 5.0
+    # At most this many raised alerts per device (slot) per hour; the excess is counted
+    # and rolled into one "flapping" alarm (if that detector is enabled). 0: no budget.
+    alert_budget_per_hour: int = 10
 
     def __post_init__(self) -> None:
         known = (*DETECTORS, *(n for n in registry.names() if n not in DETECTORS))
@@ -77,9 +93,14 @@ class DetectorConfig:
             "stuck_min_duration_ms": self.stuck_min_duration_ms >= 0,
             "silence_timeout_ms": self.silence_timeout_ms > 0,
             "silence_interval_factor": self.silence_interval_factor >= 0,
-            "silence_interval_alpha": 0 < self.silence_interval_alpha <= 1,
-            "threshold_sustain_ms": self.threshold_sustain_ms >= 0,
+            "interval_alpha": 0 < self.interval_alpha <= 1,
+            "sustain_readings": 1 <= self.sustain_readings < 2**15,
+            "sustain_ms": self.sustain_ms >= 0,
+            "clear_readings": 1 <= self.clear_readings < 2**15,
+            "deadband_sigma": self.deadband_sigma >= 0,
             "cooldown_ms": self.cooldown_ms >= 0,
+            "cooldown_intervals": self.cooldown_intervals >= 0,
+            "alert_budget_per_hour": self.alert_budget_per_hour >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -26,6 +26,7 @@ DETECTORS: Final[tuple[str, ...]] = (
     "stuck",
     "silence",
     "out_of_range",
+    "flapping",
 )
 
 _REGISTRY: dict[str, type[Any]] = {}

@@ -1,28 +1,24 @@
 """``silence``: no reading for longer than the device's own timeout, in event time.
 
 The timeout is ``silence_timeout_ms`` or ``silence_interval_factor`` times the
-device's typical interval between readings, whichever is longer. The interval
-is learned online (an EWMA of the gaps, each gap capped at ``GAP_CAP`` times the
-current estimate so one outage does not teach the device to be quiet), so a
-sensor reporting every 5 minutes is not "silent" between two readings while a
-1 s sensor keeps the fixed timeout. Raised from ``advance(watermark)``, cleared
-by the device's next reading (never before the raise). A silence inside a
-cooldown is raised when the cooldown ends, if the device is still silent.
+device's typical interval between readings (learned by the baseline), whichever
+is longer, so a sensor reporting every 5 minutes is not "silent" between two
+readings while a 1 s sensor keeps the fixed timeout. Raised from
+``advance(watermark)``, cleared by the device's next reading (never before the
+raise). A silence inside a cooldown is raised when the cooldown ends, if the
+device is still silent.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Final
+from typing import ClassVar
 
 import numpy as np
 
-from flows.detectors.base import Detector, Round
+from flows.detectors.base import Detector, Known, Round
 from flows.detectors.config import F64, I64, NO_TS
 from flows.detectors.lifecycle import Events
 from flows.detectors.registry import register
-from flows.detectors.state import Spec
-
-GAP_CAP: Final = 4.0
 
 
 @register
@@ -30,7 +26,7 @@ class Silence(Detector):
     """Devices quiet past the timeout, judged on the watermark."""
 
     name: ClassVar[str] = "silence"
-    fields: ClassVar[Spec] = {"interval": (np.float64, 0.0)}  # ms; 0 until a second reading
+    hysteresis: ClassVar[bool] = False  # one reading back is the end of a silence
 
     def timeout_ms(self, interval: F64) -> I64:
         """The timeout of devices with these learned intervals: the fixed one or their
@@ -44,32 +40,24 @@ class Silence(Detector):
             idx = r.s[back]
             when = np.maximum(r.t[back], self.alarm.state["raised_ts"][idx])
             quiet = (r.t[back] - r.prev_ts[back]) / 1000.0
-            thr = self.timeout_ms(self.state["interval"][idx]) / 1000.0
+            thr = self.timeout_ms(r.interval[back]) / 1000.0
             off = np.zeros(idx.size, dtype=np.int8)
             self.alarm.transition(idx, when, off, r.x[back], quiet, thr, ev)
-        if r.seen.any():
-            i = np.flatnonzero(r.seen)
-            s = r.s[i]
-            gap = (r.t[i] - r.prev_ts[i]).astype(np.float64)
-            est = self.state["interval"][s]
-            learned = est + self.config.silence_interval_alpha * (
-                np.minimum(gap, GAP_CAP * est) - est
-            )
-            self.state["interval"][s] = np.where(est > 0, learned, gap)  # the first gap as is
 
-    def advance(self, watermark: int, last_ts: I64, last_val: F64, ev: Events) -> None:
-        cfg, n = self.config, last_ts.size
-        timeout = self.timeout_ms(self.state["interval"][:n])
-        due = np.maximum(last_ts + timeout, self.alarm.state["cleared_ts"][:n] + cfg.cooldown_ms)
-        quiet = (last_ts != NO_TS) & ~self.alarm.state["active"][:n] & (due < watermark)
+    def advance(self, watermark: int, known: Known, ev: Events) -> None:
+        n = known.last_ts.size
+        timeout = self.timeout_ms(known.interval)
+        cool_end = self.alarm.state["cleared_ts"][:n] + self.alarm.cooldown(known.interval)
+        due = np.maximum(known.last_ts + timeout, cool_end)
+        quiet = (known.last_ts != NO_TS) & ~self.alarm.state["active"][:n] & (due < watermark)
         idx = np.flatnonzero(quiet).astype(np.int64)
         if idx.size == 0:
             return
         ts = due[idx]
         ones = np.ones(idx.size, dtype=np.int8)
-        quiet_s = (ts - last_ts[idx]) / 1000.0
+        quiet_s = (ts - known.last_ts[idx]) / 1000.0
         thr = timeout[idx] / 1000.0
-        self.alarm.transition(idx, ts, ones, last_val[idx], quiet_s, thr, ev)
+        self.alarm.transition(idx, ts, ones, known.last_val[idx], quiet_s, thr, ev)
 
     @staticmethod
     def message(sensor_type: str, unit: str, value: float, score: float, threshold: float) -> str:

@@ -8,6 +8,9 @@
                     ``max_rate`` (per second) times dt, plus a noise allowance of
                     ``rate_noise_sigma`` sigmas of a difference (sqrt(2) EWMA
                     sigma); ``rate_critical_factor`` times that rate is critical.
+
+``ewma`` judges a level, so it takes the lifecycle's sustain, and it clears
+once the z-score is back under ``k_sigma - deadband_sigma``.
 """
 
 from __future__ import annotations
@@ -27,13 +30,15 @@ class Ewma(Detector):
     """z-score against the device's EWMA before this reading (after the warm-up)."""
 
     name: ClassVar[str] = "ewma"
+    sustained: ClassVar[bool] = True
 
     def evaluate(self, r: Round, ev: Events) -> None:
         cfg = self.config
         z = np.where(r.warm, np.abs(r.x - r.mean) / r.sd, 0.0)
         sev = np.where(z > cfg.k_sigma_critical, 2, np.where(z > cfg.k_sigma, 1, 0))
         thr = np.where(sev == 2, cfg.k_sigma_critical, cfg.k_sigma)
-        self.alarm.transition(r.s, r.t, sev.astype(np.int8), r.x, z, thr, ev)
+        inside = z <= max(cfg.k_sigma - cfg.deadband_sigma, 0.0)
+        self.alarm.transition(r.s, r.t, sev.astype(np.int8), r.x, z, thr, ev, inside)
 
     @staticmethod
     def message(sensor_type: str, unit: str, value: float, score: float, threshold: float) -> str:

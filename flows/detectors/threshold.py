@@ -1,7 +1,8 @@
 """Bounds from the catalogue: ``threshold`` (warning / critical) and ``out_of_range``.
 
-``threshold``     outside the catalogue's warning / critical bounds, optionally
-                  only once sustained for ``threshold_sustain_ms``.
+``threshold``     outside the catalogue's warning / critical bounds (once
+                  sustained, see ``lifecycle.py``); clears once back inside the
+                  warning bounds by ``deadband_sigma`` of the device's noise.
 ``out_of_range``  outside the type's physical ``range`` (always critical): a
                   faulty sensor rather than a process out of bounds.
 """
@@ -14,10 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from flows.detectors.base import Detector, Round
-from flows.detectors.config import F64, NO_TS, Bool, TypeParams
+from flows.detectors.config import F64, Bool, TypeParams
 from flows.detectors.lifecycle import Events
 from flows.detectors.registry import register
-from flows.detectors.state import Spec
 
 
 def threshold_level(x: F64, tix: npt.NDArray[np.intp], p: TypeParams) -> npt.NDArray[np.int8]:
@@ -49,32 +49,32 @@ def threshold_bound(
     return side_and_excess(x, lo, hi, sev > 0)
 
 
+def inside_deadband(
+    x: F64, sd: F64, tix: npt.NDArray[np.intp], p: TypeParams, deadband_sigma: float
+) -> Bool:
+    """Back inside the warning bounds by a margin: the threshold's hysteresis.
+
+    The margin is ``deadband_sigma`` of the device's noise, at most a quarter of
+    the band, so a value hovering at a bound does not clear at every dip.
+    """
+    whi = np.where(np.isfinite(p.warn_hi[tix]), p.warn_hi[tix], p.crit_hi[tix])
+    wlo = np.where(np.isfinite(p.warn_lo[tix]), p.warn_lo[tix], p.crit_lo[tix])
+    margin = np.minimum(deadband_sigma * sd, 0.25 * (whi - wlo))
+    return (x >= wlo + margin) & (x <= whi - margin)
+
+
 @register
 class Threshold(Detector):
-    """Catalogue bounds; a level counts once it has held for ``threshold_sustain_ms``."""
+    """Catalogue bounds, with the lifecycle's sustain and a deadband to clear."""
 
     name: ClassVar[str] = "threshold"
-    fields: ClassVar[Spec] = {
-        "warn_since": (np.int64, NO_TS),
-        "crit_since": (np.int64, NO_TS),
-    }
+    sustained: ClassVar[bool] = True
 
     def evaluate(self, r: Round, ev: Events) -> None:
-        a, s, t = self.state, r.s, r.t
-        level = threshold_level(r.x, r.tix, self.params)
-        warn_since, crit_since = a["warn_since"][s], a["crit_since"][s]
-        warn_since = np.where(level >= 1, np.where(warn_since == NO_TS, t, warn_since), NO_TS)
-        crit_since = np.where(level >= 2, np.where(crit_since == NO_TS, t, crit_since), NO_TS)
-        a["warn_since"][s] = warn_since
-        a["crit_since"][s] = crit_since
-        sustain = self.config.threshold_sustain_ms
-        sev = np.where(
-            (level >= 2) & (t - crit_since >= sustain),
-            2,
-            np.where((level >= 1) & (t - warn_since >= sustain), 1, 0),
-        ).astype(np.int8)
+        sev = threshold_level(r.x, r.tix, self.params)
         bound, excess = threshold_bound(r.x, sev, r.tix, self.params)
-        self.alarm.transition(s, t, sev, r.x, excess, bound, ev)
+        inside = inside_deadband(r.x, r.sd, r.tix, self.params, self.config.deadband_sigma)
+        self.alarm.transition(r.s, r.t, sev, r.x, excess, bound, ev, inside)
 
     @staticmethod
     def message(sensor_type: str, unit: str, value: float, score: float, threshold: float) -> str:

@@ -58,8 +58,11 @@ def as_version_1(snap: DetectorSnapshot) -> DetectorSnapshot:
     return replace(snap, arrays=arrays, version=1)
 
 
-# Version 1 had no learned reporting interval: with it off, a resume is exact.
-V1_CONFIG = DetectorConfig(silence_interval_factor=0)
+# Version 1 had no learned reporting interval, hysteresis or alert budget: with
+# those off, a resume is exact.
+V1_CONFIG = DetectorConfig(
+    silence_interval_factor=0, cooldown_intervals=0, clear_readings=1, alert_budget_per_hour=0
+)
 
 
 def test_a_version_1_snapshot_resumes_exactly_where_it_stopped() -> None:
@@ -155,7 +158,7 @@ class AboveFortyTwo(Detector):
 def test_a_registered_detector_runs_with_the_shared_lifecycle_and_snapshots() -> None:
     config = DetectorConfig(detectors=("above_42",), cooldown_ms=0)
     bank = DetectorBank(CAT, fleet(["gas"]), config)
-    values = [40.0, 43.0, 44.0, 45.0, 41.0]
+    values = [40.0, 43.0, 44.0, 45.0, 41.0, 40.0, 39.0]
     alerts = []
     for i, v in enumerate(values[:3]):
         alerts += bank.process([0], [T0 + i * S], [v])
@@ -164,7 +167,7 @@ def test_a_registered_detector_runs_with_the_shared_lifecycle_and_snapshots() ->
         alerts += resumed.process([0], [T0 + i * S], [v])
     assert [(a.detector, a.state, a.ts) for a in alerts] == [
         ("above_42", "raised", T0 + 2 * S),
-        ("above_42", "cleared", T0 + 4 * S),
+        ("above_42", "cleared", T0 + 6 * S),  # hysteresis: 3 readings back
     ]
     assert alerts[0].message == f"gas 44 {CAT['gas'].unit} over 42"
     assert alerts[0].alert_id == alerts[1].alert_id

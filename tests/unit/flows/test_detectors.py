@@ -96,11 +96,12 @@ def test_200_devices_of_normal_noise_raise_nothing() -> None:
 def test_threshold_raise_escalate_clear_share_one_id() -> None:
     bank = bank_for(["temperature"], detectors=("threshold",))
     alerts = feed(bank, 0, [(T0, 20.0), (T0 + S, 50.0), (T0 + 2 * S, 51.0), (T0 + 3 * S, 70.0)])
-    alerts += feed(bank, 0, [(T0 + 4 * S, 50.0), (T0 + 5 * S, 20.0), (T0 + 6 * S, 21.0)])
+    back = [(T0 + 4 * S, 50.0), (T0 + 5 * S, 20.0), (T0 + 6 * S, 21.0), (T0 + 7 * S, 20.5)]
+    alerts += feed(bank, 0, back)
     assert [(a.state, a.severity, a.ts, a.threshold) for a in alerts] == [
         ("raised", "warning", T0 + S, 45.0),
         ("escalated", "critical", T0 + 3 * S, 60.0),
-        ("cleared", "critical", T0 + 5 * S, 45.0),
+        ("cleared", "critical", T0 + 7 * S, 45.0),  # the third reading back inside
     ]
     ids = {a.alert_id for a in alerts}
     assert ids == {alert_id("dev-00000", "temperature", "threshold", T0 + S)}
@@ -121,18 +122,52 @@ def test_threshold_low_side_and_one_sided_types() -> None:
         ("temperature", "warning", -10.0),
         ("gas", "warning", 25.0),
     ]
-    assert bank.process([1], [T0 + S], [0.0])[0].state == "cleared"  # no low bound for gas
+    back = feed(bank, 1, [(T0 + k * S, 0.0) for k in (1, 2, 3)])  # no low bound for gas
+    assert [a.state for a in back] == ["cleared"]
 
 
 def test_threshold_sustain_ignores_a_single_noisy_reading() -> None:
-    bank = bank_for(["temperature"], detectors=("threshold",), threshold_sustain_ms=60 * S)
+    bank = bank_for(["temperature"], detectors=("threshold",), sustain_ms=60 * S)
     assert feed(bank, 0, [(T0, 50.0), (T0 + 10 * S, 20.0)]) == []
     alerts = feed(bank, 0, [(T0 + 20 * S + k * 20 * S, 50.0) for k in range(4)])
     assert [(a.state, a.ts) for a in alerts] == [("raised", T0 + 80 * S)]
 
 
+def test_a_value_hovering_at_a_bound_is_one_episode_not_one_per_crossing() -> None:
+    bank = bank_for(["temperature"], detectors=("threshold",))
+    rng = np.random.default_rng(3)
+    hover = [(T0 + k * 300 * S, 45.0 + float(rng.normal(0, 0.5))) for k in range(200)]
+    alerts = feed(bank, 0, hover)
+    assert [a.state for a in alerts] == ["raised"]  # never 3 readings in a row well inside
+    # back inside, but within the deadband (a sigma of the device's noise): still active
+    assert feed(bank, 0, [(T0 + (200 + k) * 300 * S, 44.9) for k in range(5)]) == []
+    done = feed(bank, 0, [(T0 + (205 + k) * 300 * S, 40.0) for k in range(3)])
+    assert [(a.state, a.ts) for a in done] == [("cleared", T0 + 207 * 300 * S)]
+
+
+def test_sustain_in_readings_ignores_one_or_two_stray_readings() -> None:
+    bank = bank_for(["temperature"], detectors=("threshold",), sustain_readings=3)
+    stray = [(T0, 50.0), (T0 + S, 20.0), (T0 + 2 * S, 50.0), (T0 + 3 * S, 50.0), (T0 + 4 * S, 20.0)]
+    assert feed(bank, 0, stray) == []
+    held = feed(bank, 0, [(T0 + (5 + k) * S, 50.0) for k in range(3)])
+    assert [(a.state, a.ts) for a in held] == [("raised", T0 + 7 * S)]
+
+
+def test_cooldown_is_in_the_devices_own_cadence() -> None:
+    """After a clear, a 5-minute sensor waits 5 of its intervals, not the 60 s floor."""
+    bank = bank_for(["temperature"], detectors=("threshold",), clear_readings=1)
+    step = 300 * S
+    values = [20.0] * 8 + [50.0, 20.0, 50.0]
+    got = feed(bank, 0, [(T0 + k * step, v) for k, v in enumerate(values)])
+    # raised at 8, cleared at 9; at 10 (600 s later, past the 60 s floor) still held back
+    assert [(a.state, (a.ts - T0) // step) for a in got] == [("raised", 8), ("cleared", 9)]
+    assert feed(bank, 0, [(T0 + k * step, 20.0 if k < 13 else 50.0) for k in (11, 12, 13)]) == []
+    later = feed(bank, 0, [(T0 + 14 * step, 50.0)])  # 5 intervals after the clear
+    assert [a.state for a in later] == ["raised"]
+
+
 def test_cooldown_suppresses_flapping_but_not_a_worse_alarm() -> None:
-    bank = bank_for(["temperature"], detectors=("threshold",), cooldown_ms=60 * S)
+    bank = bank_for(["temperature"], detectors=("threshold",), cooldown_ms=60 * S, clear_readings=1)
     flaps = [(T0 + k * 10 * S, 50.0 if k % 2 == 0 else 20.0) for k in range(6)]
     alerts = feed(bank, 0, flaps)
     assert [a.state for a in alerts] == ["raised", "cleared"]  # cleared at T0 + 10 s
@@ -143,24 +178,73 @@ def test_cooldown_suppresses_flapping_but_not_a_worse_alarm() -> None:
     assert [(a.state, a.severity) for a in critical] == [("raised", "critical")]
 
 
+# -- alert budget ------------------------------------------------------------------
+
+
+def test_alerts_beyond_the_budget_roll_into_one_flapping_alarm_and_none_is_lost() -> None:
+    bank = bank_for(
+        ["temperature"], detectors=("threshold", "flapping"), alert_budget_per_hour=4,
+        clear_readings=1, cooldown_ms=0, cooldown_intervals=0,
+    )  # fmt: skip
+    # 10 episodes in 10 minutes; the 8th is critical
+    flaps = [
+        (T0 + k * 30 * S, (70.0 if k == 14 else 50.0) if k % 2 == 0 else 20.0) for k in range(20)
+    ]
+    alerts = feed(bank, 0, flaps)
+    got = [(a.detector, a.state, a.severity, (a.ts - T0) // (30 * S), a.score) for a in alerts]
+    threshold = [g for g in got if g[0] == "threshold"]
+    flapping = [g for g in got if g[0] == "flapping"]
+    assert [g[1] for g in threshold] == ["raised", "cleared"] * 4  # the budget: 4 whole episodes
+    assert flapping == [
+        ("flapping", "raised", "warning", 8, 1.0),  # the 5th raise, held back
+        ("flapping", "escalated", "critical", 14, 4.0),  # a held-back critical is not hidden
+    ]
+    # an hour after the last held-back raise (k=18) it clears, with how many were held back
+    quiet = feed(bank, 0, [(T0 + 18 * 30 * S + 3600 * S + k * S, 20.0) for k in range(2)])
+    assert [(a.detector, a.state, a.ts, a.score) for a in quiet] == [
+        ("flapping", "cleared", T0 + 18 * 30 * S + 3600 * S, 6.0)
+    ]
+    assert quiet[0].alert_id == alerts[[g[0] for g in got].index("flapping")].alert_id
+    # a new hour, a new budget
+    again = feed(bank, 0, [(T0 + 7200 * S, 50.0)])
+    assert [(a.detector, a.state) for a in again] == [("threshold", "raised")]
+
+
+def test_the_watermark_clears_a_flapping_alarm_as_a_reading_would() -> None:
+    def run(by_watermark: bool) -> list[Alert]:
+        bank = bank_for(
+            ["temperature"], detectors=("threshold", "flapping"), alert_budget_per_hour=1,
+            clear_readings=1, cooldown_ms=0, cooldown_intervals=0,
+        )  # fmt: skip
+        out = feed(bank, 0, [(T0 + k * S, 50.0 if k % 2 == 0 else 20.0) for k in range(6)])
+        if by_watermark:
+            out += bank.advance(T0 + 4 * S + 3601 * S)
+        return out + feed(bank, 0, [(T0 + 4 * S + 3700 * S, 20.0)])
+
+    assert run(True) == run(False)
+    assert [a.state for a in run(True) if a.detector == "flapping"] == ["raised", "cleared"]
+
+
 # -- statistical -------------------------------------------------------------------
 
 
 def test_ewma_flags_a_spike_after_warm_up_only() -> None:
     # No cooldown here: the second spike is two readings after the first clears.
-    bank = bank_for(["temperature", "temperature"], detectors=("ewma",), cooldown_ms=0)
+    bank = bank_for(
+        ["temperature", "temperature"], detectors=("ewma",), cooldown_ms=0, cooldown_intervals=0
+    )
     early = calm(10, 21.0, 0.3)
     early[5] = 30.0  # inside the warm-up: no verdict yet
     assert feed(bank, 0, [(T0 + k * 10 * S, v) for k, v in enumerate(early)]) == []
     values = calm(80, 21.0, 0.3, seed=1)
     values[50] = 21.0 + 6 * 0.3  # ~6 sigma: warning
-    values[52] = 21.0 + 6 * 0.3  # the first must not have widened sigma enough to hide this
+    values[55] = 21.0 + 6 * 0.3  # the first must not have widened sigma enough to hide this
     values[60] = 30.0  # ~30 sigma: critical
     alerts = feed(bank, 1, [(T0 + k * 10 * S, v) for k, v in enumerate(values)])
     raised = [(a.ts, a.severity) for a in alerts if a.state == "raised"]
     assert raised == [
         (T0 + 50 * 10 * S, "warning"),
-        (T0 + 52 * 10 * S, "warning"),
+        (T0 + 55 * 10 * S, "warning"),
         (T0 + 60 * 10 * S, "critical"),
     ]
     assert all(a.score > 4 for a in alerts if a.state == "raised")
@@ -181,7 +265,7 @@ def test_ewma_level_shift_raises_once_then_adapts_and_clears() -> None:
 def test_rate_of_change_uses_time_between_readings() -> None:
     bank = bank_for(["temperature"] * 3, detectors=("rate_of_change",))
     # +8 in 1 s is 4x the 2/s limit; +8 in 10 s is fine; +15 in 1 s is critical (> 5x).
-    fast = feed(bank, 0, [(T0, 20.0), (T0 + S, 28.0), (T0 + 2 * S, 28.0)])
+    fast = feed(bank, 0, [(T0 + k * S, 20.0 if k == 0 else 28.0) for k in range(5)])
     slow = feed(bank, 1, [(T0, 20.0), (T0 + 10 * S, 28.0)])
     assert [(a.state, a.severity, a.threshold) for a in fast] == [
         ("raised", "warning", 2.0),
@@ -203,7 +287,7 @@ def test_stuck_sensor_gives_one_alert_not_thousands() -> None:
     raised = alerts[0]
     # Both limits met: 10 readings AND 120 s -> the 13th equal reading (120 s after the 1st).
     assert raised.ts == T0 + (40 + 12) * 10 * S and raised.score == 120.0
-    moved = feed(bank, 0, [(T0 + 2040 * 10 * S, 47.0)])
+    moved = feed(bank, 0, [(T0 + (2040 + k) * 10 * S, 47.0 + k) for k in range(3)])
     cleared = [a for a in moved if a.detector == "stuck"]
     assert [(a.state, a.alert_id) for a in cleared] == [("cleared", raised.alert_id)]
 
@@ -275,7 +359,8 @@ def test_silence_is_deterministic_whatever_the_watermark_steps() -> None:
 
 def test_out_of_range_is_critical() -> None:
     bank = bank_for(["humidity"], detectors=("out_of_range",))
-    alerts = feed(bank, 0, [(T0, 50.0), (T0 + S, 130.0), (T0 + 2 * S, 140.0), (T0 + 3 * S, 50.0)])
+    values = [50.0, 130.0, 140.0, 50.0, 50.0, 50.0]
+    alerts = feed(bank, 0, [(T0 + k * S, v) for k, v in enumerate(values)])
     assert [(a.state, a.severity, a.threshold, a.score) for a in alerts] == [
         ("raised", "critical", 100.0, 30.0),
         ("cleared", "critical", 100.0, -50.0),
@@ -350,7 +435,7 @@ def run_stream(
 def test_bank_equals_per_reading_reference_whatever_the_batching(seed: int) -> None:
     types = [TYPES[d % len(TYPES)] for d in range(60)]
     rows = anomalous_stream(60, 120, seed)
-    config = DetectorConfig(threshold_sustain_ms=15 * S if seed == 2 else 0)
+    config = DetectorConfig(sustain_ms=15 * S if seed == 2 else 0)
     ref = run_stream(ReferenceDetectors(CAT, fleet(types), config), rows, None)
     got = run_stream(DetectorBank(CAT, fleet(types), config), rows, np.random.default_rng(seed))
     assert sorted(got, key=key) == sorted(ref, key=key)
