@@ -2,6 +2,10 @@
 
     python -m bench.detection_quality [--devices 2000] [--hours 6] [--seed 1]
         [--anomaly-rate 0.0005] [--anomaly-mix ""] [--set k_sigma=5 ...]
+    python -m bench.detection_quality --skab ../shared/datasets/skab [--tune]
+
+The second form scores the same detectors on real labelled data instead (see
+``bench/skab_quality.py``; results in ``bench/results/skab_quality.json``).
 
 Why this exists: the detectors have unit tests that make each one fire on a
 hand-made signal, but nothing said how well the whole bank does on a fleet
@@ -56,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import skab_quality
 from flows.detectors import DETECTORS, DetectorConfig
 from flows.partition import FlowConfig, PartitionState
 from iotpipe.catalogue import Catalogue, load_catalogue
@@ -370,8 +375,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="override a DetectorConfig default (repeatable)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS / "detection_quality.json")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--skab", type=Path, metavar="DIR", help="score on the SKAB data in DIR, not the simulator"
+    )
+    parser.add_argument(
+        "--tune", action="store_true", help="with --skab: tune on valve1/, report on the rest"
+    )
     args = parser.parse_args(argv)
     config = parse_overrides(args.set)
+    if args.skab is not None:
+        return skab_main(args, config, argv)
     run = simulate(
         devices=args.devices,
         hours=args.hours,
@@ -430,6 +443,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote {args.output}")
+    return 0
+
+
+def skab_main(args: argparse.Namespace, config: DetectorConfig, argv: Sequence[str] | None) -> int:
+    started = time.perf_counter()
+    doc = skab_quality.evaluate(args.skab, config, args.tune)
+    print(skab_quality.table(doc))
+    wall_s = time.perf_counter() - started
+    print(f"({wall_s:.1f} s)")
+    if not args.no_write:
+        argv_text = sys.argv[1:] if argv is None else list(argv)
+        out = {
+            "command": shlex.join(["python", "-m", "bench.detection_quality", *argv_text]),
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "detector_config": asdict(config),
+            "wall_s": round(wall_s, 1),
+            **doc,
+        }
+        path = args.output.with_name("skab_quality.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {path}")
     return 0
 
 

@@ -34,7 +34,7 @@ from flows.stats import FlowStats
 from iotpipe.catalogue import Catalogue, load_catalogue
 from iotpipe.codec import decode_reading, encode
 from iotpipe.model import Aggregate, Reading, SiteAggregate
-from iotpipe.settings import Settings
+from iotpipe.settings import FlowSettings, Settings
 from iotpipe.topics import KafkaTopics
 from sinks.alerts import AlertSink
 from sinks.dead_letter import SinkDeadLetter, now_ms
@@ -108,7 +108,27 @@ def flow_config(settings: Settings) -> FlowConfig:
         idle_close_after_gap_ms=int(f.idle_close_after_gap_s * 1000),
         clock_ahead_ms=int(f.clock_ahead_s * 1000),
         rollup=f.rollup,
-        detectors=DetectorConfig(),
+        detectors=detector_config(f),
+    )
+
+
+def detector_config(f: FlowSettings) -> DetectorConfig:
+    """The detectors' settings from ``IOTPIPE_FLOW_DETECT*`` (a bad one: ConfigError)."""
+    return DetectorConfig(
+        detectors=tuple(name.strip() for name in f.detectors.split(",") if name.strip()),
+        k_sigma=f.detect_k_sigma,
+        k_sigma_critical=f.detect_k_sigma_critical,
+        ewma_alpha=f.detect_ewma_alpha,
+        ewma_warmup=f.detect_ewma_warmup,
+        sustain_readings=f.detect_sustain_readings,
+        sustain_ms=int(f.detect_sustain_s * 1000),
+        clear_readings=f.detect_clear_readings,
+        deadband_sigma=f.detect_deadband_sigma,
+        cooldown_ms=int(f.detect_cooldown_s * 1000),
+        cooldown_intervals=f.detect_cooldown_intervals,
+        silence_timeout_ms=int(f.detect_silence_timeout_s * 1000),
+        silence_interval_factor=f.detect_silence_intervals,
+        alert_budget_per_hour=f.detect_alert_budget_per_hour,
     )
 
 

@@ -228,6 +228,45 @@ class FlowSettings(BaseSettings):
     aggregates_topic: bool = Field(
         False, description="Also publish device aggregates to the `aggregates` Kafka topic."
     )
+    # The detectors (flows/detectors: DetectorConfig); the defaults are the same numbers.
+    detectors: str = Field(
+        "threshold,ewma,rate_of_change,stuck,silence,out_of_range,flapping",
+        description="Enabled detectors, comma-separated (a registered detector of your own too).",
+    )
+    detect_k_sigma: float = Field(4.5, gt=0, description="EWMA z-score of a warning.")
+    detect_k_sigma_critical: float = Field(8.0, gt=0, description="EWMA z-score of a critical.")
+    detect_ewma_alpha: float = Field(0.02, gt=0, le=1, description="EWMA weight of a reading.")
+    detect_ewma_warmup: int = Field(30, ge=1, description="Readings before EWMA judges.")
+    detect_sustain_readings: int = Field(
+        1, ge=1, description="Readings a threshold/EWMA condition must hold before it raises."
+    )
+    detect_sustain_s: float = Field(
+        0.0, ge=0, description="... and for how long (both must be met)."
+    )
+    detect_clear_readings: int = Field(
+        3, ge=1, description="Readings in a row back inside the deadband before an alarm clears."
+    )
+    detect_deadband_sigma: float = Field(
+        1.0, ge=0, description="How far inside a bound (in the device's noise sigmas) counts."
+    )
+    detect_cooldown_s: float = Field(
+        60.0, ge=0, description="After a clear, no new episode of that kind before this..."
+    )
+    detect_cooldown_intervals: float = Field(
+        5.0, ge=0, description="... or this many of the device's reporting intervals, if longer."
+    )
+    detect_silence_timeout_s: float = Field(
+        60.0, gt=0, description="A device is silent after this long without a reading..."
+    )
+    detect_silence_intervals: float = Field(
+        5.0, ge=0, description="... or this many of its own reporting intervals, if longer."
+    )
+    detect_alert_budget_per_hour: int = Field(
+        10,
+        ge=0,
+        description="Raised alerts per device per hour; the excess rolls into one 'flapping'"
+        " alarm. 0 = no budget.",
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(
         9110,

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
-from flows.dataflow import build_flow
+from flows.dataflow import build_flow, flow_config
+from flows.detectors import DetectorConfig
 from flows.stats import FlowStats, FlowStatsCollector
 from iotpipe.codec import decode_reading, encode
 from iotpipe.errors import ConfigError
@@ -221,3 +222,19 @@ def test_bad_sliding_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("IOTPIPE_FLOW_SLIDING", bad)
     with pytest.raises(ConfigError, match=r"^IOTPIPE_FLOW_SLIDING:"):
         load_settings()
+
+
+def test_detector_settings_default_to_the_detectors_own_and_reach_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert flow_config(load_settings()).detectors == DetectorConfig()
+    monkeypatch.setenv("IOTPIPE_FLOW_DETECTORS", "threshold, flapping")
+    monkeypatch.setenv("IOTPIPE_FLOW_DETECT_CLEAR_READINGS", "5")
+    monkeypatch.setenv("IOTPIPE_FLOW_DETECT_COOLDOWN_S", "1.5")
+    monkeypatch.setenv("IOTPIPE_FLOW_DETECT_ALERT_BUDGET_PER_HOUR", "0")
+    got = flow_config(load_settings()).detectors
+    assert got.detectors == ("threshold", "flapping")
+    assert (got.clear_readings, got.cooldown_ms, got.alert_budget_per_hour) == (5, 1500, 0)
+    monkeypatch.setenv("IOTPIPE_FLOW_DETECTORS", "threshold,nope")
+    with pytest.raises(ConfigError, match="unknown detector"):
+        flow_config(load_settings())
