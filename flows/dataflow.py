@@ -120,6 +120,7 @@ def detector_config(f: FlowSettings) -> DetectorConfig:
         k_sigma_critical=f.detect_k_sigma_critical,
         ewma_alpha=f.detect_ewma_alpha,
         ewma_warmup=f.detect_ewma_warmup,
+        changepoint_readings=f.detect_changepoint_readings,
         sustain_readings=f.detect_sustain_readings,
         sustain_ms=int(f.detect_sustain_s * 1000),
         clear_readings=f.detect_clear_readings,

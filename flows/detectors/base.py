@@ -39,6 +39,7 @@ class Round(NamedTuple):
     prev_ts: I64
     prev_val: F64
     interval: F64  # the device's typical interval between readings, ms (0: not known yet)
+    rebase: Bool  # set by a detector: the baseline starts again after this reading
 
 
 class Known(NamedTuple):

@@ -46,11 +46,12 @@ class Baseline:
 
     def round(self, s: I64, t: I64, x: F64, tix: np.ndarray) -> Round:
         a = self.state
-        n = a["count"][s]
+        n, prev_ts = a["count"][s], a["last_ts"][s]
         return Round(
-            s=s, t=t, x=x, tix=tix, seen=n > 0, warm=n >= self.config.ewma_warmup,
+            s=s, t=t, x=x, tix=tix, seen=prev_ts != NO_TS, warm=n >= self.config.ewma_warmup,
             mean=a["mean"][s], sd=np.maximum(np.sqrt(a["var"][s]), self.params.min_sd[tix]),
-            prev_ts=a["last_ts"][s], prev_val=a["last_val"][s], interval=a["interval"][s],
+            prev_ts=prev_ts, prev_val=a["last_val"][s], interval=a["interval"][s],
+            rebase=np.zeros(s.size, np.bool_),
         )  # fmt: skip
 
     def update(self, r: Round) -> None:
@@ -66,7 +67,8 @@ class Baseline:
         beta = np.maximum(cfg.ewma_var_alpha, welford)
         a["mean"][s] = r.mean + alpha * d
         a["var"][s] = (1 - beta) * (var + beta * d * d)
-        a["count"][s] = np.minimum(n + 1, self.count_cap)
+        # a rebased device learns again from its next reading (Welford from n = 0)
+        a["count"][s] = np.where(r.rebase, 0, np.minimum(n + 1, self.count_cap))
         est = r.interval
         gap = (r.t - r.prev_ts).astype(np.float64)
         learned = est + cfg.interval_alpha * (np.minimum(gap, GAP_CAP * est) - est)

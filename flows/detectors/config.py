@@ -44,6 +44,10 @@ class DetectorConfig:
     k_sigma: float = 4.5  # 4.0: ~35 false alarms per 1000 device-hours from noise tails alone
     k_sigma_critical: float = 8.0
     ewma_clip_sigma: float = 4.0
+    # A change point: this many readings in a row beyond k_sigma and the baseline starts
+    # again from the next reading (a new warm-up), so a level shift raises once and then
+    # becomes the new normal instead of keeping its alarm on for hours. 0: never.
+    changepoint_readings: int = 30
     min_std_fraction: float = 1e-4  # sigma floor, as a fraction of the type's range span
     rate_critical_factor: float = 5.0
     rate_noise_sigma: float = 4.0
@@ -85,6 +89,7 @@ class DetectorConfig:
             "k_sigma": self.k_sigma > 0,
             "k_sigma_critical": self.k_sigma_critical >= self.k_sigma,
             "ewma_clip_sigma": self.ewma_clip_sigma > 0,
+            "changepoint_readings": 0 <= self.changepoint_readings < 2**15,
             "min_std_fraction": self.min_std_fraction > 0,
             "rate_critical_factor": self.rate_critical_factor >= 1,
             "rate_noise_sigma": self.rate_noise_sigma >= 0,

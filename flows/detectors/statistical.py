@@ -10,7 +10,10 @@
                     sigma); ``rate_critical_factor`` times that rate is critical.
 
 ``ewma`` judges a level, so it takes the lifecycle's sustain, and it clears
-once the z-score is back under ``k_sigma - deadband_sigma``.
+once the z-score is back under ``k_sigma - deadband_sigma``. After
+``changepoint_readings`` readings in a row beyond ``k_sigma`` it calls a change
+point: the device's baseline starts again (a new warm-up, during which the
+alarm clears), so a level shift is one episode, not hours of alarm.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from flows.detectors.base import Detector, Round
 from flows.detectors.config import SQRT2
 from flows.detectors.lifecycle import Events
 from flows.detectors.registry import register
+from flows.detectors.state import Spec
 
 
 @register
@@ -31,6 +35,7 @@ class Ewma(Detector):
 
     name: ClassVar[str] = "ewma"
     sustained: ClassVar[bool] = True
+    fields: ClassVar[Spec] = {"far": (np.int16, 0)}  # readings in a row beyond k_sigma
 
     def evaluate(self, r: Round, ev: Events) -> None:
         cfg = self.config
@@ -39,6 +44,11 @@ class Ewma(Detector):
         thr = np.where(sev == 2, cfg.k_sigma_critical, cfg.k_sigma)
         inside = z <= max(cfg.k_sigma - cfg.deadband_sigma, 0.0)
         self.alarm.transition(r.s, r.t, sev.astype(np.int8), r.x, z, thr, ev, inside)
+        if cfg.changepoint_readings:
+            far = np.where(sev > 0, self.state["far"][r.s].astype(np.int32) + 1, 0)
+            shift = far >= cfg.changepoint_readings
+            self.state["far"][r.s] = np.where(shift, 0, far)
+            r.rebase[shift] = True
 
     @staticmethod
     def message(sensor_type: str, unit: str, value: float, score: float, threshold: float) -> str:

@@ -237,6 +237,13 @@ class FlowSettings(BaseSettings):
     detect_k_sigma_critical: float = Field(8.0, gt=0, description="EWMA z-score of a critical.")
     detect_ewma_alpha: float = Field(0.02, gt=0, le=1, description="EWMA weight of a reading.")
     detect_ewma_warmup: int = Field(30, ge=1, description="Readings before EWMA judges.")
+    detect_changepoint_readings: int = Field(
+        30,
+        ge=0,
+        le=32_767,
+        description="Readings in a row beyond k_sigma after which a device's baseline starts"
+        " again (a level shift becomes the new normal); 0 = never.",
+    )
     detect_sustain_readings: int = Field(
         1, ge=1, description="Readings a threshold/EWMA condition must hold before it raises."
     )

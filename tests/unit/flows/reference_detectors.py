@@ -57,6 +57,7 @@ class _Device:
     stuck_since: int = NO_TS
     stuck_count: int = 0
     interval: float = 0.0  # the learned gap between readings, ms
+    far: int = 0  # ewma: readings in a row beyond k_sigma
     window_start: int = NO_TS  # the alert budget's
     raises: int = 0
     held: int = 0
@@ -209,7 +210,8 @@ class ReferenceDetectors:
         if t <= dev.last_ts:
             return
         spec = self.catalogue[self.slots.type_names[int(self.slots.slot_type[s])]]
-        seen = dev.count > 0
+        seen = dev.last_ts != NO_TS
+        rebase = False
         min_sd = cfg.min_std_fraction * (spec.range[1] - spec.range[0])
         sd = max(math.sqrt(dev.var), min_sd)
         warm = dev.count >= cfg.ewma_warmup
@@ -236,6 +238,10 @@ class ReferenceDetectors:
             thr = cfg.k_sigma_critical if sev == 2 else cfg.k_sigma
             inside = z <= max(cfg.k_sigma - cfg.deadband_sigma, 0.0)
             self._transition(s, EWMA, t, sev, x, z, thr, events, inside)
+            if cfg.changepoint_readings:
+                dev.far = dev.far + 1 if sev > 0 else 0
+                if dev.far >= cfg.changepoint_readings:
+                    dev.far, rebase = 0, True
 
         if cfg.enabled("rate_of_change") and seen:
             mr = math.nan if spec.max_rate is None else spec.max_rate
@@ -293,7 +299,7 @@ class ReferenceDetectors:
         beta = max(cfg.ewma_var_alpha, welford)
         dev.mean = dev.mean + alpha * d
         dev.var = (1 - beta) * (dev.var + beta * d * d)
-        dev.count += 1
+        dev.count = 0 if rebase else dev.count + 1
         if seen:
             gap = float(t - dev.last_ts)
             if dev.interval > 0:
