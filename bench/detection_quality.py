@@ -52,7 +52,7 @@ import shlex
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +60,9 @@ from typing import Any
 
 import numpy as np
 
+from bench import conditions as bench_conditions
 from bench import skab_quality
+from bench.conditions import Conditions, HoverStats
 from flows.detectors import DETECTORS, DetectorConfig
 from flows.partition import FlowConfig, PartitionState
 from iotpipe.catalogue import Catalogue, load_catalogue
@@ -177,6 +179,7 @@ def score(
     *,
     grace_ms: int = GRACE_MS,
     silence_timeout_ms: int = DetectorConfig().silence_timeout_ms,
+    silence_ms: Mapping[str, int] | None = None,
     horizon_ts: int | None = None,
     kinds: Sequence[str] = KIND_NAMES,
 ) -> Score:
@@ -184,8 +187,10 @@ def score(
 
     ``horizon_ts`` is the last event time the detectors were able to judge
     (the final watermark); labels whose window ends after it are censored.
-    None: nothing is censored.
+    None: nothing is censored. ``silence_ms``: each device's own silence timeout
+    where it differs from ``silence_timeout_ms`` (a 5-minute sensor's is longer).
     """
+    silence_ms = silence_ms or {}
     result = Score(kinds={k: KindScore() for k in kinds})
     # device -> [(window start, window end, label index, scored?)], by window start
     windows: dict[str, list[tuple[int, int, int, bool]]] = defaultdict(list)
@@ -194,7 +199,8 @@ def score(
         if label.category != "anomaly":
             continue
         ks = result.kinds.setdefault(label.kind, KindScore())
-        hi = label.end_ts + allowance_ms(label.kind, grace_ms, silence_timeout_ms)
+        timeout = silence_ms.get(label.device_id, silence_timeout_ms)
+        hi = label.end_ts + allowance_ms(label.kind, grace_ms, timeout)
         scored = horizon_ts is None or hi <= horizon_ts
         if scored:
             ks.labels += 1
@@ -243,6 +249,9 @@ class Run:
     end_ts: int
     horizon_ts: int
     wall_s: float
+    hover: HoverStats = field(default_factory=HoverStats)
+    silence_ms: dict[str, int] = field(default_factory=dict)  # devices' own silence timeouts
+    cadence_s: dict[str, float] = field(default_factory=dict)  # with --cadences: nominal
 
 
 def simulate(
@@ -256,12 +265,16 @@ def simulate(
     step_ms: int = DEFAULT_STEP_MS,
     sites: int = 10,
     catalogue: Catalogue | None = None,
+    conditions: Conditions | None = None,
+    jitter: float = 0.1,
 ) -> Run:
     """Run a labelled fleet through ``PartitionState`` in accelerated event time.
 
     The "wall clock" handed to the partition is the simulated time at the end of
     each step: a live flow receives a step's readings about then, so its idle
-    logic (watermark moving on with wall time) sees the same thing.
+    logic (watermark moving on with wall time) sees the same thing. With
+    ``conditions`` (``bench/conditions.py``) the hovering devices are left out of
+    the labels and alerts and counted in ``Run.hover`` instead.
     """
     cat = catalogue or load_catalogue()
     config = FleetConfig(
@@ -270,8 +283,11 @@ def simulate(
         seed=seed,
         start_ms=START_MS,
         anomalies=AnomalyConfig(rate=anomaly_rate, weights=parse_mix(anomaly_mix)),
+        jitter=jitter,
     )
     fleet = Fleet(config, cat)
+    conditions = conditions or Conditions()
+    hover = bench_conditions.apply(fleet, conditions, cat, seed)
     encoder = PayloadEncoder(fleet.naming, cat)
     truth = TruthWriter(None, fleet.naming)
     flow = FlowConfig(detectors=detectors or DetectorConfig())
@@ -289,6 +305,8 @@ def simulate(
     while t < end:
         t = min(t + step_ms, end)
         batch = fleet.advance(t)
+        if hover.devices:
+            hover.observe(batch)
         now = t / 1000.0
         if len(batch):
             values = encoder.messages(batch, fleet.stype[batch.device], fleet.site[batch.device])
@@ -305,16 +323,29 @@ def simulate(
     labels = [
         truth.name(r, int(fleet.stype[r.device]), int(fleet.site[r.device]))
         for r in raw
-        if r.device != FLEET_WIDE
+        if r.device != FLEET_WIDE and r.device not in hover.devices
     ]
+    hovering = {fleet.naming.device_id(d) for d in hover.devices}
+    hover.raised = sum(1 for a in raised if a.device_id in hovering)
+    hover.device_hours = len(hovering) * hours
+    cfg = flow.detectors
+    own = np.maximum(cfg.silence_timeout_ms, cfg.silence_interval_factor * fleet.interval_ms)
+    silence_ms, cadence_s = {}, {}
+    if conditions.cadences_s:
+        silence_ms = {fleet.naming.device_id(d): int(ms) for d, ms in enumerate(own.tolist())}
+        nominal = bench_conditions.nominal_cadences(fleet, conditions)
+        cadence_s = {fleet.naming.device_id(d): c for d, c in enumerate(nominal)}
     return Run(
         labels=labels,
-        alerts=raised,
+        alerts=[a for a in raised if a.device_id not in hovering],
         readings=readings,
         start_ts=START_MS,
         end_ts=end,
         horizon_ts=horizon,
         wall_s=time.perf_counter() - began,
+        hover=hover,
+        silence_ms=silence_ms,
+        cadence_s=cadence_s,
     )
 
 
@@ -362,6 +393,26 @@ def parse_overrides(items: Sequence[str]) -> DetectorConfig:
     return replace(DetectorConfig(), **changes)
 
 
+def per_cadence(
+    run: Run, cadences: Sequence[float], grace_ms: int, config: DetectorConfig
+) -> dict[str, Any]:
+    """The score of each cadence's devices on their own (printed, and for the JSON)."""
+    by_cadence = {}
+    for cadence in cadences:
+        mine = {d for d, c in run.cadence_s.items() if c == cadence}
+        part = score(
+            [lab for lab in run.labels if lab.device_id in mine],
+            [a for a in run.alerts if a.device_id in mine],
+            grace_ms=grace_ms, silence_timeout_ms=config.silence_timeout_ms,
+            silence_ms=run.silence_ms, horizon_ts=run.horizon_ts,
+        )  # fmt: skip
+        by_cadence[f"{cadence:g}s"] = part.as_dict()
+        kinds = ", ".join(f"{k} {_fmt(v.recall, '.2f')}" for k, v in part.kinds.items())
+        print(f"every {cadence:g} s: recall {_fmt(part.recall, '.3f')}, precision "
+              f"{_fmt(part.precision, '.3f')}, {part.false_positives} false ({kinds})")  # fmt: skip
+    return by_cadence
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--devices", type=int, default=2000)
@@ -373,7 +424,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grace-ms", type=int, default=GRACE_MS)
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a DetectorConfig default (repeatable)")  # fmt: skip
-    parser.add_argument("--output", type=Path, default=RESULTS / "detection_quality.json")
+    parser.add_argument("--cadences", default="", help="device intervals in s, e.g. 1,60,300")
+    parser.add_argument("--hover", type=float, default=0.0,
+                        help="share of devices sat at their type's warning bound")  # fmt: skip
+    parser.add_argument("--jitter", type=float, default=0.1, help="gap = interval * U(1 +- j)")
+    parser.add_argument("--field", action="store_true",
+                        help="--cadences 1,60,300 --hover 0.05 --jitter 0.5")  # fmt: skip
+    parser.add_argument("--output", type=Path, default=None,
+                        help="default bench/results/detection_quality[_field].json")  # fmt: skip
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
         "--skab", type=Path, metavar="DIR", help="score on the SKAB data in DIR, not the simulator"
@@ -385,6 +443,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_overrides(args.set)
     if args.skab is not None:
         return skab_main(args, config, argv)
+    if args.field:
+        args.cadences = args.cadences or "1,60,300"
+        args.hover = args.hover or 0.05
+        args.jitter = 0.5 if args.jitter == 0.1 else args.jitter
+    cadences = tuple(float(c) for c in args.cadences.split(",") if c.strip())
+    conditions = Conditions(cadences_s=cadences, hover=args.hover)
+    name = "detection_quality_field.json" if conditions.any else "detection_quality.json"
+    args.output = args.output or RESULTS / name
     run = simulate(
         devices=args.devices,
         hours=args.hours,
@@ -393,21 +459,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         anomaly_mix=args.anomaly_mix,
         detectors=config,
         step_ms=args.step_ms,
+        conditions=conditions,
+        jitter=args.jitter,
     )
     result = score(
         run.labels,
         run.alerts,
         grace_ms=args.grace_ms,
         silence_timeout_ms=config.silence_timeout_ms,
+        silence_ms=run.silence_ms,
         horizon_ts=run.horizon_ts,
     )
-    device_hours = args.devices * args.hours
+    device_hours = (args.devices - len(run.hover.devices)) * args.hours
     print(
         f"{args.devices} devices, {args.hours:g} h, seed {args.seed}, anomaly rate "
         f"{args.anomaly_rate:g}: {run.readings:,} readings, {len(run.alerts):,} raised alerts "
         f"in {run.wall_s:.1f} s"
     )
     print(table(result, device_hours))
+    by_cadence = per_cadence(run, cadences, args.grace_ms, config)
+    if run.hover.devices:
+        h = run.hover.as_dict()
+        print(
+            f"hovering at a bound (not scored above): {h['devices']} devices, "
+            f"{_fmt(h['crossings_per_device_hour'], '.1f')} crossings and "
+            f"{_fmt(h['raised_per_device_hour'], '.2f')} raised alerts per device-hour "
+            f"({_fmt(h['raised_per_crossing'], '.3f')} alerts per crossing)"
+        )
     recall, precision = result.recall, result.precision
     met = (recall or 0) >= TARGET_RECALL and (precision or 0) >= TARGET_PRECISION
     print(f"target recall >= {TARGET_RECALL}, precision >= {TARGET_PRECISION}: "
@@ -429,7 +507,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "dropout_allowance_ms": allowance_ms(
                     "dropout", args.grace_ms, config.silence_timeout_ms
                 ),
+                "cadences_s": list(cadences) or "about 10 s",
+                "hover": args.hover,
+                "jitter": args.jitter,
             },
+            "hovering": run.hover.as_dict(),
+            "by_cadence": by_cadence,
             "detector_config": asdict(config),
             "readings": run.readings,
             "raised_alerts": len(run.alerts),
@@ -461,7 +544,7 @@ def skab_main(args: argparse.Namespace, config: DetectorConfig, argv: Sequence[s
             "wall_s": round(wall_s, 1),
             **doc,
         }
-        path = args.output.with_name("skab_quality.json")
+        path = args.output or RESULTS / "skab_quality.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out, indent=2) + "\n")
         print(f"wrote {path}")

@@ -54,11 +54,20 @@ class DetectorConfig:
     stuck_epsilon: float = 1e-9
     stuck_min_count: int = 10
     stuck_min_duration_ms: int = 120_000
+    # A run of equal readings this unlikely given the device's own repeat rate (learned
+    # with stuck_repeat_alpha) is stuck at the minimum count, without waiting for the
+    # duration: a 1 s sensor that never repeats a value is stuck after 10 equal ones,
+    # a coarse one that often repeats still needs the duration. 0: always wait.
+    stuck_improbable: float = 1e-6
+    stuck_repeat_alpha: float = 0.01
     silence_timeout_ms: int = 60_000  # the floor; see silence_interval_factor
     # A device is silent after this many of its own typical intervals, if that is longer
     # than silence_timeout_ms: a sensor that reports every 5 minutes is not silent
     # between two readings. 0: the fixed timeout.
     silence_interval_factor: float = 5.0
+    # Before a device's interval is known (one reading so far) this is its timeout, if
+    # longer: a 5-minute sensor is not silent a minute after its first reading.
+    silence_first_timeout_ms: int = 600_000
     # Each device's typical interval: an EWMA of the gaps between its readings (each
     # capped at GAP_CAP x the estimate, so one outage does not teach it to be quiet).
     interval_alpha: float = 0.1
@@ -96,8 +105,11 @@ class DetectorConfig:
             "stuck_epsilon": self.stuck_epsilon >= 0,
             "stuck_min_count": self.stuck_min_count >= 2,
             "stuck_min_duration_ms": self.stuck_min_duration_ms >= 0,
+            "stuck_improbable": 0 <= self.stuck_improbable < 1,
+            "stuck_repeat_alpha": 0 < self.stuck_repeat_alpha <= 1,
             "silence_timeout_ms": self.silence_timeout_ms > 0,
             "silence_interval_factor": self.silence_interval_factor >= 0,
+            "silence_first_timeout_ms": self.silence_first_timeout_ms >= 0,
             "interval_alpha": 0 < self.interval_alpha <= 1,
             "sustain_readings": 1 <= self.sustain_readings < 2**15,
             "sustain_ms": self.sustain_ms >= 0,

@@ -3,7 +3,8 @@
 The timeout is ``silence_timeout_ms`` or ``silence_interval_factor`` times the
 device's typical interval between readings (learned by the baseline), whichever
 is longer, so a sensor reporting every 5 minutes is not "silent" between two
-readings while a 1 s sensor keeps the fixed timeout. Raised from
+readings while a 1 s sensor keeps the fixed timeout. Until a device's interval
+is known (its first reading) the timeout is at least ``silence_first_timeout_ms``. Raised from
 ``advance(watermark)``, cleared by the device's next reading (never before the
 raise). A silence inside a cooldown is raised when the cooldown ends, if the
 device is still silent.
@@ -30,9 +31,12 @@ class Silence(Detector):
 
     def timeout_ms(self, interval: F64) -> I64:
         """The timeout of devices with these learned intervals: the fixed one or their
-        own intervals, whichever is longer."""
-        learned = (self.config.silence_interval_factor * interval).astype(np.int64)
-        return np.maximum(self.config.silence_timeout_ms, learned)
+        own intervals, whichever is longer (``silence_first_timeout_ms`` while unknown)."""
+        cfg = self.config
+        learned = (cfg.silence_interval_factor * interval).astype(np.int64)
+        if cfg.silence_interval_factor > 0:  # 0: the fixed timeout, always
+            learned = np.where(interval > 0, learned, cfg.silence_first_timeout_ms)
+        return np.maximum(cfg.silence_timeout_ms, learned)
 
     def evaluate(self, r: Round, ev: Events) -> None:
         back = self.alarm.active(r.s)

@@ -111,3 +111,23 @@ def test_small_fleet_end_to_end_finds_the_obvious_anomalies() -> None:
         assert k.recall is not None and k.recall >= 0.9, (kind, k.as_dict())
         assert k.delay_s(50) == 0.0  # seen at the anomalous reading itself
     assert result.precision is not None and result.precision >= 0.8
+
+
+def test_field_conditions_mix_cadences_and_keep_hovering_devices_apart() -> None:
+    from bench.conditions import Conditions
+
+    run = simulate(
+        devices=90, hours=0.5, seed=2, anomaly_rate=0.0, jitter=0.5,
+        conditions=Conditions(cadences_s=(1.0, 60.0), hover=0.3),
+    )  # fmt: skip
+    assert set(run.cadence_s.values()) == {1.0, 60.0}
+    slow = [d for d, c in run.cadence_s.items() if c == 60.0]
+    assert all(run.silence_ms[d] >= 5 * 48_000 for d in slow)  # five of its own intervals
+    hovering = run.hover.as_dict()
+    assert hovering["devices"] and run.hover.crossings > 0
+    assert hovering["raised_per_crossing"] is not None and hovering["raised_per_crossing"] < 0.1
+    # their alerts are counted apart, not as false positives of the scored fleet
+    width = len(next(iter(run.cadence_s)).split("-")[1])
+    ids = {f"dev-{d:0{width}d}" for d in run.hover.devices}
+    assert ids <= set(run.cadence_s)  # real device ids
+    assert not {a.device_id for a in run.alerts} & ids

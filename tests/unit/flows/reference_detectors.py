@@ -58,6 +58,7 @@ class _Device:
     stuck_count: int = 0
     interval: float = 0.0  # the learned gap between readings, ms
     far: int = 0  # ewma: readings in a row beyond k_sigma
+    repeat: float = 0.5  # stuck: share of readings equal to the run so far
     window_start: int = NO_TS  # the alert budget's
     raises: int = 0
     held: int = 0
@@ -143,6 +144,8 @@ class ReferenceDetectors:
 
     def _silence_timeout(self, dev: _Device) -> int:
         cfg = self.config
+        if dev.interval == 0 and cfg.silence_interval_factor > 0:
+            return max(cfg.silence_timeout_ms, cfg.silence_first_timeout_ms)
         return max(cfg.silence_timeout_ms, int(cfg.silence_interval_factor * dev.interval))
 
     def _alerts(self, events: list[Event]) -> list[Alert]:
@@ -269,7 +272,10 @@ class ReferenceDetectors:
                 else int(spec.stuck_min_s * 1000)
             )
             dev.stuck_count = min(count, min_count)
-            stuck = count >= min_count and t - dev.stuck_since >= min_ms
+            waived = dev.repeat ** (min(count, min_count) - 1) < cfg.stuck_improbable
+            stuck = count >= min_count and (t - dev.stuck_since >= min_ms or waived)
+            if seen and count < min_count:
+                dev.repeat += cfg.stuck_repeat_alpha * (float(same) - dev.repeat)
             thr = min_ms / 1000.0
             self._transition(s, STUCK, t, int(stuck), x, duration, thr, events)
 

@@ -305,6 +305,22 @@ def test_stuck_needs_both_count_and_duration() -> None:
     assert many_quick == [] and few_slow == []
 
 
+def test_stuck_waives_the_duration_when_the_run_is_improbable_for_the_device() -> None:
+    """A noisy 1 s sensor is stuck after 10 equal readings; a coarse one that often
+    repeats a value still needs the 2 minutes."""
+    bank = bank_for(["humidity", "humidity"], detectors=("stuck",))
+    rng = np.random.default_rng(5)
+    noisy = [round(45.0 + float(rng.normal(0, 1.0)), 3) for _ in range(600)]
+    coarse = [float(rng.choice([45.0, 45.5])) for _ in range(600)]
+    for slot, values in ((0, noisy), (1, coarse)):
+        assert feed(bank, slot, [(T0 + k * S, v) for k, v in enumerate(values)]) == []
+        start = T0 + 600 * S
+        run = feed(bank, slot, [(start + k * S, 44.0) for k in range(200)])
+        assert [a.state for a in run] == ["raised"]
+        # the 10th equal reading, or the 2-minute mark for the coarse one
+        assert run[0].ts == start + (9 if slot == 0 else 120) * S
+
+
 # -- silence -----------------------------------------------------------------------
 
 
@@ -357,7 +373,9 @@ def test_silence_is_deterministic_whatever_the_watermark_steps() -> None:
             out += bank.advance(w)
         return out
 
-    assert run([T0 + 500 * S]) == run([T0 + k * 7 * S for k in range(100)])
+    once = run([T0 + 1500 * S])  # one reading: the first-reading timeout (10 min) applies
+    assert [(a.state, a.ts) for a in once] == [("raised", T0 + 600 * S)]
+    assert once == run([T0 + k * 7 * S for k in range(220)])
 
 
 # -- out of range ------------------------------------------------------------------
