@@ -21,6 +21,8 @@ ALERT_COLUMNS = (
     "site",
     "detector",
     "severity",
+    "state",
+    "alert_id",
     "value",
     "score",
     "message",
@@ -69,7 +71,9 @@ def alert_rows(rows: Iterable[Row]) -> list[dict[str, Any]]:
         item: dict[str, Any] = {"ts": int(r["_time"])}
         for col in ALERT_COLUMNS:
             item[col] = r.get(col)
-        item["key"] = f"{item['device_id']}|{item['detector']}|{item['ts']}"
+        # points written before the lifecycle was stored have no state
+        state = f"|{item['state']}" if item["state"] else ""
+        item["key"] = f"{item['device_id']}|{item['detector']}|{item['ts']}{state}"
         items.append(item)
     items.sort(key=lambda i: i["ts"], reverse=True)
     return items

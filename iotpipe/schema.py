@@ -44,7 +44,7 @@ SITE_AGG = Measurement(
 ANOMALY = Measurement(
     "anomaly",
     ("detector", "device_id", "sensor_type", "severity", "site"),
-    ("value", "score", "message"),
+    ("value", "score", "message", "state", "alert_id"),
     "reading time",
 )
 READING = Measurement("reading", ("device_id", "sensor_type", "site"), ("value", "seq"), "reading")

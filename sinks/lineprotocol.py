@@ -210,7 +210,8 @@ def _stat_fields(a: Aggregate | SiteAggregate) -> str:
 
 
 def anomaly_lines(alerts: Iterable[Alert]) -> Lines:
-    """``anomaly`` points, timestamped at the reading's time."""
+    """``anomaly`` points, timestamped at the reading's time; ``state`` (raised, escalated,
+    cleared) and ``alert_id`` say which episode and step of the lifecycle each one is."""
     out = Lines()
     append = out.lines.append
     for a in alerts:
@@ -225,6 +226,8 @@ def anomaly_lines(alerts: Iterable[Alert]) -> Lines:
         else:
             fields = _float_fields((("value", value), ("score", score)))
         fields = (fields + "," if fields else "") + "message=" + escape_string_field(a.message)
+        fields += ",state=" + escape_string_field(a.state)
+        fields += ",alert_id=" + escape_string_field(a.alert_id)
         append(f"{series} {fields} {int(a.ts)}")
     return out
 

@@ -39,7 +39,7 @@
       const dev = encodeURIComponent(a.device_id);
       return `<tr class="${isNew ? "new" : ""}" data-key="${IP.esc(a.key)}">` +
         `<td>${IP.time(a.ts)}</td><td><span class="sev ${IP.esc(a.severity)}">${IP.esc(a.severity)}</span></td>` +
-        `<td>${IP.esc(a.detector)}</td><td><a href="/device?id=${dev}">${IP.esc(a.device_id)}</a></td>` +
+        `<td>${IP.esc(a.state || "-")}</td><td>${IP.esc(a.detector)}</td><td><a href="/device?id=${dev}">${IP.esc(a.device_id)}</a></td>` +
         `<td>${IP.esc(a.sensor_type)}</td><td>${IP.esc(a.site)}</td>` +
         `<td class="num">${IP.num(a.value)}</td><td class="num">${IP.num(a.score)}</td>` +
         `<td>${IP.esc(a.message)}</td></tr>`;

@@ -67,10 +67,10 @@
     }
     el("anomalies").querySelector("tbody").innerHTML = d.anomalies.map((a) =>
       `<tr><td>${IP.time(a.ts)}</td><td><span class="sev ${IP.esc(a.severity)}">${IP.esc(a.severity)}</span></td>` +
-      `<td>${IP.esc(a.detector)}</td><td>${IP.esc(a.sensor_type)}</td>` +
+      `<td>${IP.esc(a.state || "-")}</td><td>${IP.esc(a.detector)}</td><td>${IP.esc(a.sensor_type)}</td>` +
       `<td class="num">${IP.num(a.value)}</td><td class="num">${IP.num(a.score)}</td>` +
       `<td>${IP.esc(a.message)}</td></tr>`).join("") ||
-      `<tr><td colspan="7" class="muted">none in this range</td></tr>`;
+      `<tr><td colspan="8" class="muted">none in this range</td></tr>`;
   }
 
   el("search").addEventListener("input", () => {

@@ -54,10 +54,13 @@ def test_alert_rows_newest_first_with_stable_keys() -> None:
     rows = [
         {"_time": 1, "device_id": "d1", "detector": "threshold", "severity": "warning", "value": 5},
         {"_time": 9, "device_id": "d2", "detector": "stuck", "severity": "info", "message": "m"},
+        {"_time": 12, "device_id": "d2", "detector": "stuck", "state": "cleared"},
     ]
     items = shaping.alert_rows(rows)
-    assert [i["ts"] for i in items] == [9, 1]
-    assert items[0]["key"] == "d2|stuck|9"
+    assert [i["ts"] for i in items] == [12, 9, 1]
+    assert items[0]["key"] == "d2|stuck|12|cleared" and items[0]["state"] == "cleared"
+    items = items[1:]
+    assert items[0]["key"] == "d2|stuck|9"  # written before states were stored
     assert items[0]["message"] == "m"
     assert items[1]["value"] == 5
     assert items[1]["message"] is None

@@ -175,7 +175,10 @@ def test_anomaly_line_round_trips_message() -> None:
         "severity": "critical",
         "site": "plant-a",
     }
-    assert fields == {"value": 9.0, "score": 4.5, "message": alert.message}
+    assert fields == {
+        "value": 9.0, "score": 4.5, "message": alert.message, "state": "raised",
+        "alert_id": alert.alert_id,
+    }  # fmt: skip
     assert ts == alert.ts
 
 
@@ -193,7 +196,7 @@ def test_non_finite_floats_are_left_out_or_rejected() -> None:
     (line,) = aggregate_lines([_agg(std=math.nan, max=math.inf)]).lines
     assert parse(line)[2] == {"count": 3, "mean": 21.0, "min": 20.0, "last": 22.0}
     (line,) = anomaly_lines([_alert(score=-math.inf)]).lines
-    assert set(parse(line)[2]) == {"value", "message"}
+    assert set(parse(line)[2]) == {"value", "message", "state", "alert_id"}
     out = reading_lines([Reading(device_id="a", sensor_type="t", ts=1, value=math.nan)])
     assert out.lines == []
     assert out.rejected[0].reason == "non_finite_value"
@@ -273,4 +276,4 @@ def test_no_input_can_inject(
         else:
             assert tags["detector"] == detector
             assert fields["message"] == message
-            assert set(fields) == {"value", "score", "message"}
+            assert set(fields) == {"value", "score", "message", "state", "alert_id"}
