@@ -228,8 +228,9 @@ def test_a_flow_busy_emitting_alerts_stops_at_once(
     """2,000 devices fall silent at once (a newer batch moves the watermark past them);
     the flow is stopped while it is emitting their alerts, and exits cleanly."""
     now = int(time.time() * 1000)
+    # Silent for longer than the first-reading timeout (10 min): one reading teaches no interval.
     quiet = [
-        Reading(device_id=f"q{i}", sensor_type="gas", ts=now - 200_000, value=1.0)
+        Reading(device_id=f"q{i}", sensor_type="gas", ts=now - 900_000, value=1.0)
         for i in range(2000)
     ]
     # Three times as many devices on time: the watermark follows the median device.
