@@ -56,6 +56,11 @@ def credentials_path(state_dir: Path) -> Path:
     return state_dir.expanduser() / CREDENTIALS_FILE
 
 
+def local_ca_file(state_dir: Path) -> Path:
+    """The local stack's CA certificate, which clients of its TLS listener pin."""
+    return state_dir.expanduser() / "mosquitto" / "tls" / "ca.crt"
+
+
 def load_local_credentials(state_dir: Path) -> LocalCredentials | None:
     """The stack's generated credentials, or ``None`` before its first start."""
     path = credentials_path(state_dir)

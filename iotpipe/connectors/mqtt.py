@@ -29,6 +29,14 @@ def build_client(
         manual_ack=manual_ack,
     )
     authenticate(client, mqtt_settings)
+    return client
+
+
+def authenticate(client: mqtt.Client, mqtt_settings: MqttSettings) -> None:
+    """The settings' account and TLS on a paho client (bare clients in tools and tests too)."""
+    if mqtt_settings.username:
+        password = mqtt_settings.password.get_secret_value() if mqtt_settings.password else None
+        client.username_pw_set(mqtt_settings.username, password)
     if mqtt_settings.tls:
         client.tls_set(
             ca_certs=str(mqtt_settings.tls_ca_file) if mqtt_settings.tls_ca_file else None,
@@ -37,14 +45,6 @@ def build_client(
             tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
         client.tls_insecure_set(mqtt_settings.tls_insecure)
-    return client
-
-
-def authenticate(client: mqtt.Client, mqtt_settings: MqttSettings) -> None:
-    """The settings' account on a paho client (bare clients in tools and tests too)."""
-    if mqtt_settings.username:
-        password = mqtt_settings.password.get_secret_value() if mqtt_settings.password else None
-        client.username_pw_set(mqtt_settings.username, password)
 
 
 def session_client_id(mqtt_settings: MqttSettings, name: str) -> str:

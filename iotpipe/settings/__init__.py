@@ -21,7 +21,13 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsError
 
-from iotpipe.credentials import LocalCredentials, Role, load_local_credentials, mqtt_account
+from iotpipe.credentials import (
+    LocalCredentials,
+    Role,
+    load_local_credentials,
+    local_ca_file,
+    mqtt_account,
+)
 from iotpipe.errors import ConfigError
 from iotpipe.settings.apps import DashboardSettings, DemoSettings, SimulatorSettings
 from iotpipe.settings.base import CONFIG_FILE_VAR, ENV_PREFIX, CoreSettings
@@ -148,8 +154,14 @@ def with_local_credentials(settings: Settings, role: Role) -> Settings:
     if local is None:
         return settings
     update: dict[str, BaseSettings] = {}
-    if settings.mqtt.username is None:
-        update["mqtt"] = role_account(settings.mqtt, local, role)
+    mqtt = settings.mqtt
+    if mqtt.username is None:
+        mqtt = role_account(mqtt, local, role)
+    ca_file = local_ca_file(settings.core.state_dir)
+    if mqtt.tls and mqtt.tls_ca_file is None and ca_file.exists():
+        mqtt = mqtt.model_copy(update={"tls_ca_file": ca_file})
+    if mqtt is not settings.mqtt:
+        update["mqtt"] = mqtt
     if not settings.influx.token.get_secret_value():
         token = SecretStr(local.influx_token)
         update["influx"] = settings.influx.model_copy(update={"token": token})

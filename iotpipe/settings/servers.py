@@ -23,15 +23,34 @@ class MqttSettings(BaseSettings):
     )
     password: SecretStr | None = None
     broker_auth: bool = Field(
-        False,
+        True,
         description=(
             "Local stack: Mosquitto refuses anonymous clients and applies the accounts and"
-            " ACL (README, Security). Off by default: Mosquitto 2.0.11 then drops"
-            " persistent sessions restored from disk, losing readings over a restart."
+            " ACL (README, Security); false opens it to anonymous clients on loopback."
+        ),
+    )
+    broker_tls_port: int = Field(
+        8883,
+        ge=0,
+        le=65535,
+        description=(
+            "Local stack: Mosquitto's TLS listener, its certificate from a CA the stack"
+            " generates on first start (mosquitto/tls/ca.crt in the state dir); 0 = none."
+        ),
+    )
+    broker_cert_port: int = Field(
+        8884,
+        ge=0,
+        le=65535,
+        description=(
+            "Local stack: a TLS listener where devices log in with a client certificate"
+            " from that CA (iotpipe devices add ID --cert DIR) instead of a password; 0 = none."
         ),
     )
     protocol: Literal["5", "3.1.1"] = "5"
-    tls_ca_file: Path | None = None
+    tls_ca_file: Path | None = Field(
+        None, description="Empty with mqtts:// = the local stack's CA, if it has one."
+    )
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_insecure: bool = Field(False, description="Skip server certificate hostname check.")

@@ -36,6 +36,8 @@ class Stack:
             settings.mqtt.port,
             self.credentials,
             auth=settings.mqtt.broker_auth,
+            tls_port=settings.mqtt.broker_tls_port,
+            cert_port=settings.mqtt.broker_cert_port,
         )
         self.services: dict[str, Service] = {
             "mosquitto": self.mosquitto,

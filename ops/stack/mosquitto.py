@@ -6,6 +6,7 @@ import getpass
 import os
 import shutil
 import signal
+import ssl
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from iotpipe.credentials import LocalCredentials, mqtt_account, write_private
+from iotpipe.credentials import LocalCredentials, local_ca_file, mqtt_account, write_private
 from iotpipe.errors import StackError
 from ops.stack.base import Service
-from ops.stack.mqtt_auth import ACL, DeviceRegistry, render_password_file
+from ops.stack.mqtt_auth import DeviceRegistry, render_acl, render_password_file
+from ops.stack.mqtt_tls import ensure_server_tls
 from ops.stack.system import ensure_debian_packages
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
@@ -32,11 +34,16 @@ class Mosquitto(Service):
         host: str,
         port: int,
         credentials: LocalCredentials,
-        auth: bool = False,
+        auth: bool = True,
+        tls_port: int = 0,
+        cert_port: int = 0,
     ) -> None:
         super().__init__(state_dir, host, port)
+        self.state_dir = state_dir
         self.credentials = credentials
         self.auth = auth
+        self.tls_port = tls_port
+        self.cert_port = cert_port
         self.devices = DeviceRegistry(self.home / "devices.passwd")
 
     @property
@@ -65,6 +72,7 @@ class Mosquitto(Service):
             .replace("@LOG_DIR@", str(logs))
             .replace("@USER@", getpass.getuser())
             .replace("@AUTH@", self._auth_directives())
+            .replace("@TLS@", self._tls_directives())
         )
         self.config_file.write_text(rendered)
         self.write_auth()
@@ -77,17 +85,31 @@ class Mosquitto(Service):
             f"acl_file {self.home / 'acl'}"
         )
 
+    def _tls_directives(self) -> str:
+        if not (self.tls_port or self.cert_port):
+            return ""
+        files = ensure_server_tls(self.state_dir, self.host)
+        certs = f"cafile {files.ca_cert}\ncertfile {files.server_cert}\nkeyfile {files.server_key}"
+        blocks = []
+        if self.tls_port:
+            blocks.append(f"listener {self.tls_port} {self.host}\n{certs}\ntls_version tlsv1.2")
+        if self.cert_port:
+            blocks.append(
+                f"listener {self.cert_port} {self.host}\n{certs}\ntls_version tlsv1.2\n"
+                "require_certificate true\nuse_identity_as_username true"
+            )
+        return "\n".join(blocks)
+
     def write_auth(self) -> None:
         """Render the password file and ACL from the credentials and device accounts."""
         self.home.mkdir(parents=True, exist_ok=True)
         write_private(self.home / "passwd", render_password_file(self.credentials, self.devices))
-        write_private(self.home / "acl", ACL)
+        write_private(self.home / "acl", render_acl(self.devices))
 
     def reload_auth(self) -> bool:
         """Re-render and SIGHUP our broker (it rereads both files); False if not ours.
 
-        Only with ``auth``: a reload re-checks every session, and Mosquitto 2.0.11
-        drops the offline ones restored from disk (no password to check).
+        Only with ``auth``: an anonymous broker has nothing to reread.
         """
         self.prepare()
         pid = self.process.pid()
@@ -100,27 +122,39 @@ class Mosquitto(Service):
         return [self._binary(), "-c", str(self.config_file)]
 
     def probe(self) -> str:
-        """A real MQTT CONNECT/CONNACK handshake, authenticated as the admin account."""
+        """Real MQTT CONNECT/CONNACK handshakes as the admin account, over TLS too."""
+        self._connack(self.port, tls=False)
+        said = "CONNACK ok, accounts enforced" if self.auth else "CONNACK ok (anonymous allowed)"
+        if self.tls_port:
+            self._connack(self.tls_port, tls=True)
+            said += f"; TLS on {self.tls_port}"
+        return said
+
+    def _connack(self, port: int, tls: bool) -> None:
         connected = threading.Event()
         answer: list[Any] = []
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
         client.username_pw_set(
             mqtt_account("admin"), self.credentials.mqtt_password("admin").get_secret_value()
         )
+        if tls:
+            client.tls_set(ca_certs=str(local_ca_file(self.state_dir)))
 
         def on_connect(*args: Any) -> None:
             answer.append(args[3])  # the reason code
             connected.set()
 
         client.on_connect = on_connect
-        client.connect(self.host, self.port, keepalive=5)
+        try:
+            client.connect(self.host, port, keepalive=5)
+        except (OSError, ssl.SSLError) as exc:
+            raise StackError(f"port {port}: {exc}") from exc
         client.loop_start()
         try:
             if not connected.wait(3.0):
-                raise StackError("no CONNACK within 3 s")
+                raise StackError(f"port {port}: no CONNACK within 3 s")
         finally:
             client.disconnect()
             client.loop_stop()
         if answer[0].is_failure:
-            raise StackError(f"CONNACK refused the admin account: {answer[0]}")
-        return "CONNACK ok, accounts enforced" if self.auth else "CONNACK ok (anonymous allowed)"
+            raise StackError(f"port {port}: CONNACK refused the admin account: {answer[0]}")

@@ -22,7 +22,7 @@ from iotpipe.topics import ID_RE
 
 ITERATIONS = 101  # what mosquitto_passwd 2.0 writes
 
-ACL = f"""\
+PROJECT_ACL = f"""\
 # Rendered by iotpipe (ops/stack/mqtt_auth.py); edits are overwritten.
 # Project accounts: exactly what each stage needs.
 user {mqtt_account("admin")}
@@ -37,9 +37,19 @@ topic write alerts/#
 user {mqtt_account("fleet")}
 topic write sensors/#
 
-# Every other account is a device named by its id: its own topic, nothing else.
-pattern write sensors/+/+/%u
+# Each registered device (iotpipe devices add): its own topic, nothing else.
 """
+
+
+def render_acl(devices: DeviceRegistry) -> str:
+    """The ACL: project roles, then one entry per registered device.
+
+    Per device rather than a ``%u`` pattern so that ``devices remove`` also
+    takes the rights away from the device's client certificate, which stays
+    valid for the TLS handshake (the username is its common name).
+    """
+    entries = (f"user {d}\ntopic write sensors/+/+/{d}\n" for d in devices.list())
+    return PROJECT_ACL + "\n".join(entries)
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:

@@ -22,7 +22,7 @@ from ingest.ingester import Ingester
 from ingest.runner import run_ingester
 from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import delete_topics, ensure_topics
-from iotpipe.settings import Settings
+from iotpipe.settings import Settings, with_local_credentials
 from iotpipe.topics import KafkaTopics
 from ops.stack import Stack
 from tests.integration.pipeline import (
@@ -91,10 +91,17 @@ def readings_by_device(
     return out
 
 
+@pytest.mark.parametrize("transport", ["mqtt", "mqtts"])
 def test_every_sensor_type_lands_in_its_topic_in_order(
-    pipeline: Callable[..., Settings], unique: str
+    pipeline: Callable[..., Settings], unique: str, transport: str
 ) -> None:
+    """Devices and the ingester on the plain listener, or both on the TLS one."""
     s = pipeline()
+    if transport == "mqtts":  # the CA comes from the stack, as for any command
+        url = f"mqtts://127.0.0.1:{s.mqtt.broker_tls_port}"
+        mqtt = s.mqtt.model_copy(update={"url": url})
+        s = with_local_credentials(s.model_copy(update={"mqtt": mqtt}), "admin")
+        assert s.mqtt.tls_ca_file is not None
     pub = Publisher(s.mqtt, f"pub-{unique}")
     per_device = 30
     devices = {t: [f"{t}-{unique}-{i}" for i in range(3)] for t in sorted(CATALOGUE.names)}

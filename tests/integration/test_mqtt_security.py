@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import queue
+import ssl
 import stat
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -27,11 +29,12 @@ from ingest.mqtt import ingest_client_id
 from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import delete_topics, ensure_topics
 from iotpipe.connectors.mqtt import authenticate
-from iotpipe.credentials import credentials_path
+from iotpipe.credentials import credentials_path, local_ca_file
 from iotpipe.settings import MqttSettings, Settings
 from iotpipe.topics import KafkaTopics
 from ops.stack import Stack
 from ops.stack.mosquitto import Mosquitto
+from ops.stack.mqtt_tls import issue_device_cert
 from tests.integration.pipeline import (
     Publisher,
     as_role,
@@ -81,12 +84,37 @@ class Client:
         self.client.loop_stop()
 
 
+def hung_up(mq: MqttSettings) -> bool:
+    """The broker ends the connection before any CONNACK (no TLS, no client certificate).
+
+    Depending on when the TLS alert lands, that shows as a failed handshake or
+    as a connection that closes with no answer.
+    """
+    try:
+        client = Client(mq)
+    except OSError:  # ssl.SSLError, a reset connection
+        return True
+    try:
+        client.connack.get(timeout=3)
+    except queue.Empty:
+        return True
+    finally:
+        client.close()
+    return False
+
+
 def account(mq: MqttSettings, username: str, password: str) -> MqttSettings:
     return mq.model_copy(update={"username": username, "password": SecretStr(password)})
 
 
 def anonymous(mq: MqttSettings) -> MqttSettings:
     return mq.model_copy(update={"username": None, "password": None})
+
+
+def over_tls(mq: MqttSettings, broker: Mosquitto, port: int) -> MqttSettings:
+    """``mq`` on one of the broker's TLS listeners, pinning the stack's CA."""
+    ca = local_ca_file(broker.state_dir)
+    return mq.model_copy(update={"url": f"mqtts://127.0.0.1:{port}", "tls_ca_file": ca})
 
 
 @dataclass
@@ -99,7 +127,15 @@ class Secure:
 def secure(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     state = tmp_path_factory.mktemp("secure-mqtt")
     port = free_port()
-    broker = Mosquitto(state, "127.0.0.1", port, stack.credentials, auth=True)
+    broker = Mosquitto(
+        state,
+        "127.0.0.1",
+        port,
+        stack.credentials,
+        auth=True,
+        tls_port=free_port(),
+        cert_port=free_port(),
+    )
     broker.up()
     mq = stack.settings.mqtt.model_copy(update={"url": f"mqtt://127.0.0.1:{port}"})
     yield Secure(broker, stack.settings.model_copy(update={"mqtt": mq}))
@@ -152,6 +188,66 @@ def test_anonymous_and_wrong_password_are_refused(secure: Secure) -> None:
             assert not client.connected(), settings.username
         finally:
             client.close()
+
+
+def test_tls_listener_takes_passwords_under_the_stacks_ca(
+    secure: Secure, watcher: Client, unique: str
+) -> None:
+    broker = secure.broker
+    tls = over_tls(secure.settings.mqtt, broker, broker.tls_port)
+    client = Client(tls, f"tls-{unique}")
+    try:
+        assert client.connected()
+        assert not client.publish(f"sensors/{unique}/t/d", b"over tls").is_failure
+        assert watcher.messages.get(timeout=5).payload == b"over tls"
+    finally:
+        client.close()
+    refused = Client(anonymous(tls))
+    try:
+        assert not refused.connected()
+    finally:
+        refused.close()
+    # Plain MQTT on the TLS port gets no CONNACK; a client that trusts only the
+    # system's CAs refuses the broker's certificate.
+    plain = secure.settings.mqtt.model_copy(update={"url": tls.url.replace("mqtts", "mqtt")})
+    assert hung_up(plain)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        Client(tls.model_copy(update={"tls_ca_file": None}))
+
+
+def test_a_device_logs_in_with_its_certificate_until_removed(
+    secure: Secure, watcher: Client, unique: str, tmp_path: Path
+) -> None:
+    broker = secure.broker
+    me = f"cert-{unique}"
+    broker.devices.add(me)
+    assert broker.reload_auth()
+    time.sleep(0.3)  # SIGHUP is asynchronous
+    key, crt = issue_device_cert(broker.state_dir, me, tmp_path)
+    by_cert = anonymous(over_tls(secure.settings.mqtt, broker, broker.cert_port))
+    by_cert = by_cert.model_copy(update={"tls_cert_file": crt, "tls_key_file": key})
+    own = f"sensors/{unique}/temperature/{me}"
+    client = Client(by_cert, f"{me}-c")
+    try:
+        assert client.connected()  # no password: the certificate's CN is the account
+        assert not client.publish(own, b"signed in").is_failure
+        assert watcher.messages.get(timeout=5).payload == b"signed in"
+        assert client.publish(f"sensors/{unique}/temperature/other", b"x").is_failure
+    finally:
+        client.close()
+    # Without a certificate the listener hangs up, even with the device's password.
+    assert hung_up(over_tls(secure.settings.mqtt, broker, broker.cert_port))
+    # Removed: the certificate still completes TLS, but the account may do nothing.
+    broker.devices.remove(me)
+    assert broker.reload_auth()
+    time.sleep(0.3)
+    client = Client(by_cert, f"{me}-c2")
+    try:
+        if client.connected():
+            assert client.publish(own, b"after removal").is_failure
+        assert nothing_arrives(watcher) == []
+    finally:
+        client.close()
 
 
 def test_a_device_publishes_only_its_own_topic(

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
+from cryptography import x509
 from typer.testing import CliRunner
 
+from iotpipe.credentials import local_ca_file
 from ops.cli import app
 
 runner = CliRunner()
@@ -58,3 +61,22 @@ def test_every_option_shows_its_environment_variable() -> None:
 def test_variables_lists_every_setting() -> None:
     result = runner.invoke(app, ["config", "variables"])
     assert "IOTPIPE_KAFKA_BOOTSTRAP_SERVERS" in result.output.split()
+
+
+def test_devices_add_with_cert_issues_a_certificate_from_the_stacks_ca(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No broker running: the account and certificate are made, and apply on its next start."""
+    monkeypatch.setenv("IOTPIPE_STATE_DIR", str(tmp_path / "state"))
+    out = tmp_path / "certs"
+    result = runner.invoke(app, ["devices", "add", "pump-9", "--cert", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "applies on next start" in result.output
+    cert = x509.load_pem_x509_certificate((out / "pump-9.crt").read_bytes())
+    ca = x509.load_pem_x509_certificate(local_ca_file(tmp_path / "state").read_bytes())
+    cert.verify_directly_issued_by(ca)
+    assert (out / "pump-9.key").stat().st_mode & 0o077 == 0
+    listed = runner.invoke(app, ["devices", "list", "--json"])
+    assert json.loads(listed.output.splitlines()[-1]) == ["pump-9"]
+    refused = runner.invoke(app, ["devices", "add", "iotpipe-admin", "--cert", str(out)])
+    assert refused.exit_code == 1 and not (out / "iotpipe-admin.crt").exists()

@@ -11,7 +11,7 @@ import pytest
 
 from iotpipe.credentials import ensure_local_credentials
 from iotpipe.errors import ConfigError
-from ops.stack.mqtt_auth import ACL, DeviceRegistry, hash_password, render_password_file
+from ops.stack.mqtt_auth import DeviceRegistry, hash_password, render_acl, render_password_file
 
 # Written by Debian's `mosquitto_passwd -b pw alice secret` (Mosquitto 2.0.11).
 MOSQUITTO_LINE = (
@@ -57,8 +57,12 @@ def test_password_file_has_every_role_and_device_hashed(tmp_path: Path) -> None:
     assert not any(pw in text for pw in creds.mqtt.values())
 
 
-def test_acl_gives_devices_only_their_own_topic() -> None:
-    lines = [ln for ln in ACL.splitlines() if ln and not ln.startswith("#")]
-    assert lines[-1] == "pattern write sensors/+/+/%u"
+def test_acl_gives_devices_only_their_own_topic(tmp_path: Path) -> None:
+    reg = DeviceRegistry(tmp_path / "d")
+    reg.add("pump-7")
+    reg.add("gone")
+    reg.remove("gone")
+    lines = [ln for ln in render_acl(reg).splitlines() if ln and not ln.startswith("#")]
+    assert lines[-2:] == ["user pump-7", "topic write sensors/+/+/pump-7"]
     assert "topic read sensors/#" in lines and "topic write alerts/#" in lines
-    assert not any("anonymous" in ln for ln in lines)
+    assert not any("gone" in ln or "pattern" in ln or "anonymous" in ln for ln in lines)
