@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +25,9 @@ from iotpipe.errors import ConfigError
 CREDENTIALS_FILE = "credentials.json"
 Role = Literal["admin", "ingest", "alerts", "fleet"]
 ROLES: tuple[Role, ...] = ("admin", "ingest", "alerts", "fleet")
+# What a command may do in InfluxDB: everything, write points only (the flow's
+# sink), or read only (the dashboard).
+InfluxAccess = Literal["operator", "write", "read"]
 ACCOUNT_PREFIX = "iotpipe-"  # device ids never start with it (see mqtt_account)
 
 
@@ -47,6 +50,14 @@ class LocalCredentials:
     # Added after the first release of this file: "" in an older one until ensured.
     alert_key: str = field(repr=False, default="")  # signs alerts
     dashboard_token: str = field(repr=False, default="")
+    # Made by InfluxDB itself once it runs (ops/stack/influxdb.py): "" until then.
+    influx_write_token: str = field(repr=False, default="")  # the flow's sink
+    influx_read_token: str = field(repr=False, default="")  # the dashboard
+
+    def influx(self, access: InfluxAccess) -> str:
+        """The token for ``access``; the operator's until the stage tokens exist."""
+        scoped = {"write": self.influx_write_token, "read": self.influx_read_token}
+        return scoped.get(access) or self.influx_token
 
     def mqtt_password(self, role: Role) -> SecretStr:
         return SecretStr(self.mqtt[role])
@@ -72,6 +83,8 @@ def load_local_credentials(state_dir: Path) -> LocalCredentials | None:
             influx_password=str(raw["influx_password"]),
             alert_key=str(raw.get("alert_key", "")),
             dashboard_token=str(raw.get("dashboard_token", "")),
+            influx_write_token=str(raw.get("influx_write_token", "")),
+            influx_read_token=str(raw.get("influx_read_token", "")),
         )
     except FileNotFoundError:
         return None
@@ -86,15 +99,32 @@ def ensure_local_credentials(state_dir: Path) -> LocalCredentials:
     current = load_local_credentials(state_dir)
     if current is not None and current.alert_key and current.dashboard_token:
         return current
-    made = LocalCredentials(
-        mqtt=current.mqtt if current else {role: _secret() for role in ROLES},
-        influx_token=current.influx_token if current else _secret(),
-        influx_password=current.influx_password if current else _secret(),
-        alert_key=(current.alert_key if current else "") or _secret(),
-        dashboard_token=(current.dashboard_token if current else "") or _secret(),
+    if current is None:
+        current = LocalCredentials(
+            mqtt={role: _secret() for role in ROLES},
+            influx_token=_secret(),
+            influx_password=_secret(),
+        )
+    made = replace(
+        current,
+        alert_key=current.alert_key or _secret(),
+        dashboard_token=current.dashboard_token or _secret(),
     )
-    write_private(credentials_path(state_dir), json.dumps(asdict(made), indent=2) + "\n")
+    _store(state_dir, made)
     return made
+
+
+def store_influx_stage_tokens(state_dir: Path, write: str, read: str) -> LocalCredentials:
+    """Keep the stage tokens InfluxDB made for the sink and the dashboard."""
+    made = replace(
+        ensure_local_credentials(state_dir), influx_write_token=write, influx_read_token=read
+    )
+    _store(state_dir, made)
+    return made
+
+
+def _store(state_dir: Path, credentials: LocalCredentials) -> None:
+    write_private(credentials_path(state_dir), json.dumps(asdict(credentials), indent=2) + "\n")
 
 
 def write_private(path: Path, text: str) -> None:

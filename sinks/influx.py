@@ -121,15 +121,20 @@ class InfluxWriter:
     # -- start-up -----------------------------------------------------------
 
     def check(self) -> None:
-        """Fail fast with a clear message if the server or bucket is not there."""
+        """Fail fast with a clear message if the server, token or bucket is wrong.
+
+        v2: an empty write to the bucket (204), the one probe a write-only
+        token may make: listing buckets needs read access, and with a token
+        that lacks it InfluxDB answers an empty list rather than 403.
+        """
         base = self.influx.url.rstrip("/")
         if self.sink.influx_api == "v2":
-            query = urlencode({"org": self.influx.org, "name": self.bucket})
-            url, key = f"{base}/api/v2/buckets?{query}", "buckets"
+            method, url, body = "POST", self._url, b""
         else:
-            url, key = f"{base}/query?{urlencode({'q': 'SHOW DATABASES'})}", "results"
+            method, body = "GET", None
+            url = f"{base}/query?{urlencode({'q': 'SHOW DATABASES'})}"
         try:
-            resp = self._http.request("GET", url, headers=self._headers_plain())
+            resp = self._http.request(method, url, body=body, headers=self._headers_plain())
         except urllib3.exceptions.HTTPError as exc:
             raise ConnectorError(f"InfluxDB at {base}: {exc}", retryable=True) from exc
         missing = ConfigError(
@@ -144,14 +149,11 @@ class InfluxWriter:
             )
         if resp.status >= 300:
             raise ConnectorError(f"InfluxDB at {base}: HTTP {resp.status}: {_text(resp.data)}")
-        body: dict[str, Any] = resp.json()
-        if key == "buckets":
-            found = any(b.get("name") == self.bucket for b in body.get(key) or [])
-        else:
-            series = (body.get("results") or [{}])[0].get("series") or [{}]
-            found = [self.bucket] in (series[0].get("values") or [])
-        if not found:
-            raise missing
+        if self.sink.influx_api == "v1":
+            body_json: dict[str, Any] = resp.json()
+            series = (body_json.get("results") or [{}])[0].get("series") or [{}]
+            if [self.bucket] not in (series[0].get("values") or []):
+                raise missing
 
     def _headers_plain(self) -> dict[str, str]:
         return {"Authorization": self._headers["Authorization"]}

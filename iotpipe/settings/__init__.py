@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsError
 
 from iotpipe.credentials import (
+    InfluxAccess,
     LocalCredentials,
     Role,
     load_local_credentials,
@@ -123,7 +124,9 @@ def _reject_unknown(source: Mapping[str, object], where: str) -> None:
             raise ConfigError(f"{name}: unknown setting in {where}{suggestion}")
 
 
-def load_settings(config_file: Path | str | None = None, role: Role = "admin") -> Settings:
+def load_settings(
+    config_file: Path | str | None = None, role: Role = "admin", influx: InfluxAccess | None = None
+) -> Settings:
     """Build the settings from the environment and an optional dotenv file.
 
     ``config_file`` defaults to ``$IOTPIPE_CONFIG_FILE``. Credentials not set
@@ -139,7 +142,7 @@ def load_settings(config_file: Path | str | None = None, role: Role = "admin") -
             raise ConfigError(f"{CONFIG_FILE_VAR}: config file {env_file} does not exist")
         _reject_unknown(dotenv_values(env_file), str(env_file))
     built = {key: _build(model, env_file) for key, model in _COMPONENTS.items()}
-    return with_local_credentials(Settings.model_validate(built), role)
+    return with_local_credentials(Settings.model_validate(built), role, influx)
 
 
 def role_account(mqtt: MqttSettings, local: LocalCredentials, role: Role) -> MqttSettings:
@@ -148,8 +151,15 @@ def role_account(mqtt: MqttSettings, local: LocalCredentials, role: Role) -> Mqt
     return mqtt.model_copy(update=account)
 
 
-def with_local_credentials(settings: Settings, role: Role) -> Settings:
-    """Fill in the MQTT account of ``role`` and the generated tokens and keys, if unset."""
+def with_local_credentials(
+    settings: Settings, role: Role, influx: InfluxAccess | None = None
+) -> Settings:
+    """Fill in the MQTT account of ``role`` and the generated tokens and keys, if unset.
+
+    The InfluxDB token is the stage's own: write-only for the flow (role
+    ``alerts``), read-only where ``influx="read"`` (the dashboard), the
+    operator's for the rest (the stack, tests, demo, benchmarks).
+    """
     local = load_local_credentials(settings.core.state_dir)
     if local is None:
         return settings
@@ -163,7 +173,8 @@ def with_local_credentials(settings: Settings, role: Role) -> Settings:
     if mqtt is not settings.mqtt:
         update["mqtt"] = mqtt
     if not settings.influx.token.get_secret_value():
-        token = SecretStr(local.influx_token)
+        access = influx or ("write" if role == "alerts" else "operator")
+        token = SecretStr(local.influx(access))
         update["influx"] = settings.influx.model_copy(update={"token": token})
     if settings.alert.signing_key is None and local.alert_key:
         key = SecretStr(local.alert_key)

@@ -148,7 +148,11 @@ class InfluxSettings(BaseSettings):
 
     url: str = "http://127.0.0.1:8086"
     token: SecretStr = Field(
-        SecretStr(""), description="API token; empty = the local stack's generated one."
+        SecretStr(""),
+        description=(
+            "API token; empty = the local stack's for the command: write-only for the"
+            " flow, read-only for the dashboard, the operator's otherwise."
+        ),
     )
     org: str = "iotpipe"
     bucket: str = "iot"

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from iotpipe.credentials import Role
+from iotpipe.credentials import InfluxAccess, Role
 from iotpipe.errors import IotpipeError
 from iotpipe.options import override
 from iotpipe.settings import (
@@ -78,9 +78,11 @@ def friendly(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _settings(config: Path | None, role: Role = "admin") -> Settings:
+def _settings(
+    config: Path | None, role: Role = "admin", influx: InfluxAccess | None = None
+) -> Settings:
     """Settings for a command; a stage connects with its own account (least privilege)."""
-    return load_settings(config, role)
+    return load_settings(config, role, influx)
 
 
 def _override(settings: Settings, component: str, **values: Any) -> Settings:

@@ -144,7 +144,7 @@ def dashboard(
     from dashboard import create_app
     from ops.health import HealthCollector
 
-    settings = _override(_settings(config), "dashboard", host=host, port=port)
+    settings = _override(_settings(config, influx="read"), "dashboard", host=host, port=port)
     _setup_logging(settings)
     web = settings.dashboard
     app = create_app(settings, HealthCollector)

@@ -4,7 +4,8 @@
 into the state directory. On first start the org, bucket and token (generated,
 see ``iotpipe.credentials``) are created through the ``/api/v2/setup``
 onboarding endpoint, so influxdb-client talks to it exactly as to a
-production InfluxDB 2.x.
+production InfluxDB 2.x; then the stage tokens (write-only, read-only)
+through ``/api/v2/authorizations``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+from iotpipe.credentials import ensure_local_credentials, store_influx_stage_tokens
 from iotpipe.errors import StackError
 from iotpipe.settings import InfluxSettings
 from ops.stack.base import Service
@@ -32,6 +35,7 @@ class InfluxDB(Service):
         self, state_dir: Path, host: str, port: int, settings: InfluxSettings, password: str
     ) -> None:
         super().__init__(state_dir, host, port)
+        self.state_dir = state_dir
         self.settings = settings
         self._password = password  # generated on first start, like the token
 
@@ -88,6 +92,40 @@ class InfluxDB(Service):
                 "retentionPeriodSeconds": 0,
             },
         )
+
+    def ensure_stage_tokens(self) -> bool:
+        """A write-only token for the flow's sink and a read-only one for the dashboard.
+
+        InfluxDB makes the token strings, so they are stored in credentials.json
+        once made, and made again if the server no longer knows them (a data
+        directory started afresh). Scoped to the org's buckets, not one bucket:
+        every bucket a flow is pointed at (tests use one each) must work.
+        Returns whether new ones were made.
+        """
+        operator = self.settings.token.get_secret_value()
+        known = self._request("GET", "/api/v2/authorizations", token=operator)
+        active = {a.get("token") for a in known.get("authorizations", [])}
+        local = ensure_local_credentials(self.state_dir)
+        if local.influx_write_token in active and local.influx_read_token in active:
+            return False
+        (org,) = self._request(
+            "GET", f"/api/v2/orgs?{urlencode({'org': self.settings.org})}", token=operator
+        )["orgs"]
+        made = {}
+        for access, what in (
+            ("write", "flow sink: write points, no reads"),
+            ("read", "dashboard: read only"),
+        ):
+            body = {
+                "orgID": org["id"],
+                "description": f"iotpipe {what}",
+                "permissions": [
+                    {"action": access, "resource": {"type": "buckets", "orgID": org["id"]}}
+                ],
+            }
+            made[access] = self._request("POST", "/api/v2/authorizations", body, operator)["token"]
+        store_influx_stage_tokens(self.state_dir, made["write"], made["read"])
+        return True
 
     def _check_token(self) -> None:
         """An instance onboarded earlier must accept the token the clients will use."""

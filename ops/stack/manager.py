@@ -39,16 +39,17 @@ class Stack:
             tls_port=settings.mqtt.broker_tls_port,
             cert_port=settings.mqtt.broker_cert_port,
         )
+        self.influxdb = InfluxDB(
+            state,
+            influx.hostname or "127.0.0.1",
+            influx.port or 8086,
+            settings.influx,
+            self.credentials.influx_password,
+        )
         self.services: dict[str, Service] = {
             "mosquitto": self.mosquitto,
             "kafka": Kafka(state, kafka_host, kafka_port),
-            "influxdb": InfluxDB(
-                state,
-                influx.hostname or "127.0.0.1",
-                influx.port or 8086,
-                settings.influx,
-                self.credentials.influx_password,
-            ),
+            "influxdb": self.influxdb,
         }
 
     def select(self, names: list[str] | None) -> list[Service]:
@@ -60,12 +61,15 @@ class Stack:
         return [self.services[n] for n in self.services if n in names]
 
     def up(self, names: list[str] | None = None) -> list[Status]:
-        """Start what is not running, then create the pipeline's Kafka topics."""
+        """Start what is not running, then create the Kafka topics and InfluxDB stage tokens."""
         statuses = []
         for service in self.select(names):
-            statuses.append(service.up())
+            status = service.up()
+            statuses.append(status)
             if service.name == "kafka":
                 self.create_topics()
+            if service is self.influxdb and status.state == "up":  # ours, not an external one
+                self.influxdb.ensure_stage_tokens()
         return statuses
 
     def create_topics(self) -> list[str]:

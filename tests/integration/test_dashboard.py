@@ -29,12 +29,14 @@ import uvicorn
 from confluent_kafka import Producer
 from influxdb_client import BucketRetentionRules, InfluxDBClient
 from playwright.sync_api import ConsoleMessage, Page, sync_playwright
+from pydantic import SecretStr
 
 from dashboard import create_app, flux, shaping
 from dashboard.store import FluxStore
 from iotpipe.catalogue import load_catalogue
 from iotpipe.codec import decode_reading, encode
 from iotpipe.connectors.kafka import delete_topics, ensure_topics
+from iotpipe.credentials import load_local_credentials
 from iotpipe.model import Reading
 from iotpipe.settings import Settings
 from iotpipe.topics import KafkaTopics
@@ -65,8 +67,15 @@ class Served:
 
 
 def serve(settings: Settings) -> tuple[Served, str]:
-    """The dashboard for ``settings`` in a background thread on a free port."""
+    """The dashboard for ``settings`` in a background thread on a free port.
+
+    With the read-only InfluxDB token, as `iotpipe dashboard` runs it.
+    """
     port = free_port()
+    local = load_local_credentials(settings.core.state_dir)
+    assert local is not None and local.influx_read_token, "the stack made no read-only token"
+    read_only = settings.influx.model_copy(update={"token": SecretStr(local.influx_read_token)})
+    settings = settings.model_copy(update={"influx": read_only})
     app = create_app(settings, HealthCollector)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)

@@ -13,8 +13,8 @@ SCRIPT = """
 import sys, time
 from flows.runner import _stop_on_signals
 with _stop_on_signals(float(sys.argv[1])):
-    print("ready", flush=True)
-    try:
+    try:  # "ready" inside the try: a signal right after it must not escape the block
+        print("ready", flush=True)
         time.sleep(30)
     except KeyboardInterrupt:
         if sys.argv[2] == "stuck":

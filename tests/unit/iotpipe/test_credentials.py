@@ -15,6 +15,7 @@ from iotpipe.credentials import (
     credentials_path,
     ensure_local_credentials,
     load_local_credentials,
+    store_influx_stage_tokens,
 )
 from iotpipe.errors import ConfigError
 from iotpipe.settings import MqttSettings, load_settings
@@ -95,3 +96,21 @@ def test_a_session_client_id_is_stable_and_secret() -> None:
     )
     assert keyed != session_client_id(mq("p2"), "ingest-a")
     assert keyed != session_client_id(mq("p1"), "ingest-b")
+
+
+def test_stage_tokens_go_to_their_stage_and_survive_later_secrets(state: Path) -> None:
+    made = ensure_local_credentials(state)
+    # Before InfluxDB made them, every stage has the operator's token.
+    assert load_settings(role="alerts").influx.token.get_secret_value() == made.influx_token
+    store_influx_stage_tokens(state, "w-token", "r-token")
+    assert load_settings(role="alerts").influx.token.get_secret_value() == "w-token"
+    assert load_settings(influx="read").influx.token.get_secret_value() == "r-token"
+    assert load_settings(role="ingest").influx.token.get_secret_value() == made.influx_token
+    # A secret added later (here: the dashboard token) keeps the stage tokens.
+    raw = json.loads(credentials_path(state).read_text())
+    del raw["dashboard_token"]
+    credentials_path(state).write_text(json.dumps(raw))
+    again = ensure_local_credentials(state)
+    assert (again.influx_write_token, again.influx_read_token) == ("w-token", "r-token")
+    assert "w-token" not in repr(again)
+    assert stat.S_IMODE(credentials_path(state).stat().st_mode) == 0o600
