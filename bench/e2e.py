@@ -57,6 +57,7 @@ from bench.sink_influx import bucket_api
 from bench.stats import account, latency_summary
 from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import delete_topics, ensure_topics
+from iotpipe.connectors.kafka_acl import grant_stages
 from iotpipe.schema import SENSOR_AGG
 from iotpipe.settings import Settings, load_settings
 from iotpipe.topics import KafkaTopics
@@ -281,6 +282,8 @@ def run_case(  # noqa: PLR0915 - one straight script: set up, run, drain, read b
     kafka = base.kafka.model_copy(update={"topic_prefix": prefix})
     settings = base.model_copy(update={"kafka": kafka})
     ensure_topics(settings.kafka, names)
+    if kafka.security_protocol == "SASL_SSL":  # the stages' ACLs for this run's prefix
+        grant_stages(kafka, prefix)
     log_append_time(settings, [topics.readings(SENSOR), topics.alerts])
     ingest_port, flow_port = free_port(), free_port()
     env = {

@@ -50,9 +50,17 @@ class LocalCredentials:
     # Added after the first release of this file: "" in an older one until ensured.
     alert_key: str = field(repr=False, default="")  # signs alerts
     dashboard_token: str = field(repr=False, default="")
+    # SCRAM passwords of the same accounts on a SASL_SSL Kafka, and the
+    # controller listener's own (PLAIN: KRaft keeps SCRAM users in the very
+    # metadata a controller must reach first).
+    kafka: dict[str, str] = field(repr=False, default_factory=dict)
+    kafka_controller: str = field(repr=False, default="")
     # Made by InfluxDB itself once it runs (ops/stack/influxdb.py): "" until then.
     influx_write_token: str = field(repr=False, default="")  # the flow's sink
     influx_read_token: str = field(repr=False, default="")  # the dashboard
+
+    def kafka_password(self, role: Role) -> SecretStr:
+        return SecretStr(self.kafka[role])
 
     def influx(self, access: InfluxAccess) -> str:
         """The token for ``access``; the operator's until the stage tokens exist."""
@@ -68,8 +76,8 @@ def credentials_path(state_dir: Path) -> Path:
 
 
 def local_ca_file(state_dir: Path) -> Path:
-    """The local stack's CA certificate, which clients of its TLS listener pin."""
-    return state_dir.expanduser() / "mosquitto" / "tls" / "ca.crt"
+    """The local stack's CA certificate, which clients of its TLS listeners pin."""
+    return state_dir.expanduser() / "tls" / "ca.crt"
 
 
 def load_local_credentials(state_dir: Path) -> LocalCredentials | None:
@@ -83,6 +91,8 @@ def load_local_credentials(state_dir: Path) -> LocalCredentials | None:
             influx_password=str(raw["influx_password"]),
             alert_key=str(raw.get("alert_key", "")),
             dashboard_token=str(raw.get("dashboard_token", "")),
+            kafka={role: str(raw["kafka"][role]) for role in ROLES} if "kafka" in raw else {},
+            kafka_controller=str(raw.get("kafka_controller", "")),
             influx_write_token=str(raw.get("influx_write_token", "")),
             influx_read_token=str(raw.get("influx_read_token", "")),
         )
@@ -97,7 +107,7 @@ def load_local_credentials(state_dir: Path) -> LocalCredentials | None:
 def ensure_local_credentials(state_dir: Path) -> LocalCredentials:
     """Load, or generate and store (0600) on first use; a secret added since is generated."""
     current = load_local_credentials(state_dir)
-    if current is not None and current.alert_key and current.dashboard_token:
+    if current is not None and _complete(current):
         return current
     if current is None:
         current = LocalCredentials(
@@ -109,9 +119,18 @@ def ensure_local_credentials(state_dir: Path) -> LocalCredentials:
         current,
         alert_key=current.alert_key or _secret(),
         dashboard_token=current.dashboard_token or _secret(),
+        kafka=current.kafka or {role: _secret() for role in ROLES},
+        kafka_controller=current.kafka_controller or _secret(),
     )
     _store(state_dir, made)
     return made
+
+
+def _complete(current: LocalCredentials) -> bool:
+    """Whether every secret a newer release added is there."""
+    return all(
+        (current.alert_key, current.dashboard_token, current.kafka, current.kafka_controller)
+    )
 
 
 def store_influx_stage_tokens(state_dir: Path, write: str, read: str) -> LocalCredentials:

@@ -151,6 +151,16 @@ def role_account(mqtt: MqttSettings, local: LocalCredentials, role: Role) -> Mqt
     return mqtt.model_copy(update=account)
 
 
+def kafka_account(kafka: KafkaSettings, local: LocalCredentials, role: Role) -> KafkaSettings:
+    """``kafka`` authenticating (SCRAM-SHA-512) as the generated account of ``role``."""
+    account = {
+        "sasl_mechanism": kafka.sasl_mechanism or "SCRAM-SHA-512",
+        "sasl_username": mqtt_account(role),
+        "sasl_password": local.kafka_password(role),
+    }
+    return kafka.model_copy(update=account)
+
+
 def with_local_credentials(
     settings: Settings, role: Role, influx: InfluxAccess | None = None
 ) -> Settings:
@@ -172,6 +182,12 @@ def with_local_credentials(
         mqtt = mqtt.model_copy(update={"tls_ca_file": ca_file})
     if mqtt is not settings.mqtt:
         update["mqtt"] = mqtt
+    kafka = settings.kafka
+    if kafka.security_protocol == "SASL_SSL" and kafka.sasl_username is None and local.kafka:
+        kafka = kafka_account(kafka, local, role)
+        if kafka.ssl_ca_location is None and ca_file.exists():
+            kafka = kafka.model_copy(update={"ssl_ca_location": ca_file})
+        update["kafka"] = kafka
     if not settings.influx.token.get_secret_value():
         access = influx or ("write" if role == "alerts" else "operator")
         token = SecretStr(local.influx(access))

@@ -35,7 +35,7 @@ class MqttSettings(BaseSettings):
         le=65535,
         description=(
             "Local stack: Mosquitto's TLS listener, its certificate from a CA the stack"
-            " generates on first start (mosquitto/tls/ca.crt in the state dir); 0 = none."
+            " generates on first start (tls/ca.crt in the state dir); 0 = none."
         ),
     )
     broker_cert_port: int = Field(
@@ -110,7 +110,13 @@ class KafkaSettings(BaseSettings):
     model_config = _component(f"{ENV_PREFIX}KAFKA_")
 
     bootstrap_servers: str = "127.0.0.1:9092"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description=(
+            "SASL_SSL: the local stack's Kafka takes SCRAM-SHA-512 over TLS with ACLs, and"
+            " each command logs in with its role's generated account and the stack's CA."
+        ),
+    )
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None

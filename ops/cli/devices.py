@@ -4,7 +4,7 @@ A device's account is its device id; it may publish only under its own
 ``sensors/<site>/<type>/<device_id>`` (see ``ops/stack/mqtt_auth.py``). The
 password is printed once, to stdout only, and stored only as a hash; a running
 broker of ours rereads its accounts at once. ``--cert`` also issues a client
-certificate from the stack's CA (``ops/stack/mqtt_tls.py``).
+certificate from the stack's CA (``ops/stack/tls.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ops.cli.common import (
     friendly,
 )
 from ops.stack import Stack
-from ops.stack.mqtt_tls import issue_device_cert
+from ops.stack.tls import issue_device_cert
 
 DeviceArg = Annotated[str, typer.Argument(help="The device id (its MQTT username).")]
 

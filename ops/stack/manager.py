@@ -6,7 +6,8 @@ from urllib.parse import urlsplit
 
 from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import ensure_topics
-from iotpipe.credentials import ensure_local_credentials
+from iotpipe.connectors.kafka_acl import grant_stages
+from iotpipe.credentials import ensure_local_credentials, local_ca_file
 from iotpipe.errors import ConfigError
 from iotpipe.settings import Settings, with_local_credentials
 from iotpipe.topics import KafkaTopics
@@ -14,6 +15,7 @@ from ops.stack.base import Service, Status
 from ops.stack.influxdb import InfluxDB
 from ops.stack.kafka import Kafka
 from ops.stack.mosquitto import Mosquitto
+from ops.stack.tls import LocalCA
 
 
 class Stack:
@@ -27,6 +29,7 @@ class Stack:
     def __init__(self, settings: Settings) -> None:
         state = settings.core.state_dir.expanduser().resolve()
         self.credentials = ensure_local_credentials(state)
+        LocalCA(local_ca_file(state).parent).ensure()  # before clients look for it
         self.settings = settings = with_local_credentials(settings, "admin")
         kafka_host, kafka_port = _first_bootstrap(settings.kafka.bootstrap_servers)
         influx = urlsplit(settings.influx.url)
@@ -48,7 +51,7 @@ class Stack:
         )
         self.services: dict[str, Service] = {
             "mosquitto": self.mosquitto,
-            "kafka": Kafka(state, kafka_host, kafka_port),
+            "kafka": Kafka(state, kafka_host, kafka_port, settings.kafka, self.credentials),
             "influxdb": self.influxdb,
         }
 
@@ -74,8 +77,12 @@ class Stack:
 
     def create_topics(self) -> list[str]:
         catalogue = load_catalogue(self.settings.core.sensors_file)
-        topics = KafkaTopics(self.settings.kafka.topic_prefix)
-        return ensure_topics(self.settings.kafka, topics.all_topics(catalogue.names))
+        kafka = self.settings.kafka
+        topics = KafkaTopics(kafka.topic_prefix)
+        made = ensure_topics(kafka, topics.all_topics(catalogue.names))
+        if kafka.security_protocol == "SASL_SSL":
+            grant_stages(kafka, kafka.topic_prefix)  # ACLs follow the prefix
+        return made
 
     def down(self, names: list[str] | None = None) -> dict[str, bool]:
         """Stop in reverse order; value says whether we stopped a process."""

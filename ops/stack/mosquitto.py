@@ -18,8 +18,8 @@ from iotpipe.credentials import LocalCredentials, local_ca_file, mqtt_account, w
 from iotpipe.errors import StackError
 from ops.stack.base import Service
 from ops.stack.mqtt_auth import DeviceRegistry, render_acl, render_password_file
-from ops.stack.mqtt_tls import ensure_server_tls
 from ops.stack.system import ensure_debian_packages
+from ops.stack.tls import ensure_server_tls
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 

@@ -34,7 +34,7 @@ from iotpipe.settings import MqttSettings, Settings
 from iotpipe.topics import KafkaTopics
 from ops.stack import Stack
 from ops.stack.mosquitto import Mosquitto
-from ops.stack.mqtt_tls import issue_device_cert
+from ops.stack.tls import issue_device_cert
 from tests.integration.pipeline import (
     Publisher,
     as_role,

@@ -1,6 +1,6 @@
-"""The local stack's own certificate authority, for Mosquitto's TLS listener.
+"""The local stack's own certificate authority, for Mosquitto's and Kafka's TLS.
 
-Generated on first start under ``<state_dir>/mosquitto/tls`` (keys 0600) and
+Generated on first start under ``<state_dir>/tls`` (keys 0600) and
 kept: clients pin ``ca.crt``, so a new CA on every start would break every
 device that was given the old one. The server certificate is reissued when
 the broker's host name is not among its names or it is within 30 days of
@@ -166,15 +166,15 @@ def _server_cert_current(path: Path, names: list[x509.GeneralName]) -> bool:
     return fresh and all(n in have for n in names)
 
 
-def ensure_server_tls(state_dir: Path, host: str) -> TlsFiles:
-    """The CA and a server certificate for ``host``, made or renewed as needed."""
+def ensure_server_tls(state_dir: Path, host: str, server: str = "mosquitto") -> TlsFiles:
+    """The CA and a certificate for ``server`` at ``host``, made or renewed as needed."""
     ca_cert = local_ca_file(state_dir)
     ca = LocalCA(ca_cert.parent)
     ca.ensure()
-    files = TlsFiles(ca_cert, ca.home / "server.crt", ca.home / "server.key")
+    files = TlsFiles(ca_cert, ca.home / f"{server}.crt", ca.home / f"{server}.key")
     names = _host_names(host)
     if not (files.server_key.exists() and _server_cert_current(files.server_cert, names)):
-        key, cert = ca.issue("iotpipe mosquitto", names, client=False)
+        key, cert = ca.issue(f"iotpipe {server}", names, client=False)
         write_private(files.server_key, key)
         write_private(files.server_cert, cert)
     return files

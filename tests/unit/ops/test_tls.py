@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from iotpipe.credentials import local_ca_file
-from ops.stack.mqtt_tls import ensure_server_tls, issue_device_cert
+from ops.stack.tls import ensure_server_tls, issue_device_cert
 
 
 def mode(path: Path) -> int:

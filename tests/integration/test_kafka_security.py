@@ -1,0 +1,249 @@
+"""Kafka with SASL/SCRAM over TLS and ACLs, as the stack runs it with
+``IOTPIPE_KAFKA_SECURITY_PROTOCOL=SASL_SSL``.
+
+A second broker (the stack's Kafka service, own state directory and ports,
+the stack's credentials) refuses plaintext, wrong passwords and clients that
+do not trust its CA; the ACLs let only the ingester write ``readings.*``;
+and the pipeline's own commands (ingester, flow with its Kafka and InfluxDB
+sinks, status, the dead-letter tool) run against it end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from influxdb_client import InfluxDBClient
+from pydantic import SecretStr
+
+from ingest.ingester import Ingester
+from iotpipe.catalogue import load_catalogue
+from iotpipe.connectors.kafka import ensure_topics
+from iotpipe.credentials import Role, load_local_credentials, local_ca_file
+from iotpipe.settings import KafkaSettings, Settings, with_local_credentials
+from iotpipe.topics import KafkaTopics
+from ops.stack import Stack
+from ops.stack.kafka import Kafka
+from ops.stack.tls import LocalCA
+from tests.integration.pipeline import (
+    Publisher,
+    forget_ingest_session,
+    reading,
+    share_credentials,
+    topic_sizes,
+)
+
+CATALOGUE = load_catalogue()
+
+
+def two_free_ports() -> int:
+    """A port whose successor is free too (the broker's and the controller's)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = int(a.getsockname()[1])
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no two adjacent free ports")
+
+
+@dataclass
+class Secure:
+    broker: Kafka
+    base: Settings  # credentials unset: each role fills in its own, as a command does
+
+    def as_role(self, role: Role) -> Settings:
+        return with_local_credentials(self.base, role)
+
+    def env(self) -> dict[str, str]:
+        """What selects this broker for a child command."""
+        return {
+            **os.environ,
+            "IOTPIPE_STATE_DIR": str(self.base.core.state_dir),
+            "IOTPIPE_KAFKA_BOOTSTRAP_SERVERS": self.base.kafka.bootstrap_servers,
+            "IOTPIPE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        }
+
+
+@pytest.fixture(scope="module")
+def secure(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
+    state = share_credentials(stack.settings, tmp_path_factory.mktemp("secure-kafka"))
+    LocalCA(local_ca_file(state).parent).ensure()  # as the stack does before any client
+    (state / "kafka").mkdir()
+    (state / "kafka" / "libs").symlink_to(stack.services["kafka"].home / "libs")  # jars once
+    port = two_free_ports()
+    kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", security_protocol="SASL_SSL")
+    base = stack.settings.model_copy(
+        update={
+            "core": stack.settings.core.model_copy(update={"state_dir": state}),
+            "kafka": kafka,
+            "mqtt": stack.settings.mqtt.model_copy(update={"username": None, "password": None}),
+            "influx": stack.settings.influx.model_copy(update={"token": SecretStr("")}),
+        }
+    )
+    admin = with_local_credentials(base, "admin")
+    local = load_local_credentials(state)
+    assert local is not None
+    broker = Kafka(state, "127.0.0.1", port, admin.kafka, local)
+    broker.up()
+    ensure_topics(admin.kafka, KafkaTopics("").all_topics(CATALOGUE.names))
+    yield Secure(broker, base)
+    broker.down()
+
+
+def metadata(kafka: KafkaSettings) -> object:
+    conf = {**kafka.client_config(), "socket.timeout.ms": 3000}
+    return AdminClient(conf).list_topics(timeout=5)
+
+
+def produce(kafka: KafkaSettings, topic: str) -> str | None:
+    """Deliver one record; the error name, or None."""
+    errors: list[object] = []
+    producer = Producer({**kafka.client_config(), "message.timeout.ms": 8000})
+    producer.produce(topic, b"probe", on_delivery=lambda err, _m: errors.append(err))
+    producer.flush(15)
+    assert errors, "no delivery report"
+    return None if errors[0] is None else errors[0].name()  # type: ignore[attr-defined]
+
+
+def test_plaintext_wrong_password_and_an_untrusted_ca_are_refused(secure: Secure) -> None:
+    admin = secure.as_role("admin").kafka
+    assert metadata(admin)  # the real account gets in
+    for bad in (
+        admin.model_copy(update={"security_protocol": "PLAINTEXT"}),
+        admin.model_copy(update={"sasl_password": SecretStr("guess")}),
+        admin.model_copy(update={"security_protocol": "SASL_PLAINTEXT"}),
+        admin.model_copy(update={"ssl_ca_location": local_ca_file(Path("/nonexistent-state"))}),
+    ):
+        with pytest.raises(KafkaException):
+            metadata(bad)
+
+
+def test_only_the_ingester_writes_readings(secure: Secure) -> None:
+    topics = KafkaTopics("")
+    readings = topics.readings("temperature")
+    assert produce(secure.as_role("ingest").kafka, readings) is None
+    denied = "TOPIC_AUTHORIZATION_FAILED"
+    assert produce(secure.as_role("alerts").kafka, readings) == denied
+    assert produce(secure.as_role("fleet").kafka, readings) == denied
+    assert produce(secure.as_role("ingest").kafka, topics.alerts) == denied
+    assert produce(secure.as_role("alerts").kafka, topics.alerts) is None
+    # The flow's account reads readings; the ingester's reads nothing.
+    for role, allowed in (("alerts", True), ("ingest", False)):
+        conf = {
+            **secure.as_role(role).kafka.client_config(),
+            "group.id": f"iotpipe-flow-probe-{role}",
+            "enable.auto.commit": False,
+        }
+        consumer = Consumer(conf)
+        try:
+            consumer.assign([TopicPartition(readings, p, 0) for p in range(4)])
+            got = consumer.consume(num_messages=1, timeout=10)
+            errors = [m.error() for m in got if m.error()]
+            if allowed:
+                assert got and not errors, errors
+            else:
+                assert not [m for m in got if not m.error()]
+        finally:
+            consumer.close()
+
+
+def test_the_pipelines_commands_run_against_it(
+    secure: Secure, stack: Stack, influx: InfluxDBClient, bucket: str, unique: str
+) -> None:
+    """MQTT -> ingester -> Kafka (SASL_SSL) -> flow -> InfluxDB and signed alerts; status."""
+    ingest = secure.as_role("ingest")
+    ingest = ingest.model_copy(
+        update={
+            "ingest": ingest.ingest.model_copy(
+                update={"instance": f"k{unique}", "metrics_port": 0, "log_interval_s": 0}
+            ),
+            "mqtt": ingest.mqtt.model_copy(update={"sites": f"k{unique}"}),
+        }
+    )
+    env = {
+        **secure.env(),
+        "IOTPIPE_INFLUX_BUCKET": bucket,
+        "IOTPIPE_FLOW_PRIORITY": "all",
+        "IOTPIPE_FLOW_METRICS_PORT": "0",
+        "IOTPIPE_FLOW_WINDOWS": "10s",
+        "IOTPIPE_FLOW_ALLOWED_LATENESS_S": "1",
+        "IOTPIPE_FLOW_IDLE_CLOSE_S": "2",
+        "IOTPIPE_FLOW_EPOCH_INTERVAL_S": "0.5",
+    }
+    log = Path(secure.base.core.state_dir) / f"flow-{unique}.log"
+    with log.open("wb") as out:
+        flow = subprocess.Popen(
+            [sys.executable, "-m", "ops", "flow", "run"], env=env, stdout=out, stderr=out
+        )
+    ingester = Ingester(ingest, CATALOGUE)
+    ingester.start()
+    pub = Publisher(stack.settings.mqtt, f"kpub-{unique}")
+    device = f"kdev-{unique}"
+    try:
+        assert ingester.session.connected.wait(15)
+        now = int(time.time() * 1000)
+        for seq in range(40):  # 20 s of normal readings, then far beyond critical
+            value = 21.0 if seq < 30 else 140.0
+            pub.publish(
+                f"sensors/k{unique}/temperature/{device}",
+                reading(device, seq, ts=now - 20_000 + seq * 500, value=value),
+            )
+        pub.wait_all()
+        topics = KafkaTopics("")
+        admin = secure.as_role("admin").kafka
+        deadline = time.monotonic() + 90
+        stored = 0
+        while time.monotonic() < deadline and flow.poll() is None:
+            alerts = topic_sizes(admin, [topics.alerts])[topics.alerts]
+            q = (
+                f'from(bucket: "{bucket}") |> range(start: 0)'
+                f' |> filter(fn: (r) => r.device_id == "{device}")'
+            )
+            stored = sum(len(t.records) for t in influx.query_api().query(q))
+            if alerts and stored:
+                break
+            time.sleep(1)
+        assert flow.poll() is None, log.read_text()[-4000:]
+        assert stored, f"nothing reached InfluxDB:\n{log.read_text()[-4000:]}"
+        assert topic_sizes(admin, [topics.alerts])[topics.alerts], log.read_text()[-4000:]
+        status = subprocess.run(
+            [sys.executable, "-m", "ops", "status", "--json"],
+            env=secure.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert status.returncode == 0, status.stderr[-3000:]
+        totals = {t["topic"]: t["messages"] for t in json.loads(status.stdout)["topics"]}
+        assert totals[topics.readings("temperature")] >= 40
+        dlq = subprocess.run(
+            [sys.executable, "-m", "ops", "dlq", "inspect", "--json"],
+            env=secure.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert dlq.returncode == 0, dlq.stderr[-3000:]
+    finally:
+        pub.close()
+        ingester.stop(timeout=15)
+        flow.terminate()
+        flow.wait(30)
+        forget_ingest_session(ingest, ingest.ingest.instance)
