@@ -12,6 +12,7 @@ decision, not an accident.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -21,6 +22,8 @@ from confluent_kafka.cimpl import NewTopic
 
 from iotpipe.errors import ConnectorError
 from iotpipe.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 Headers = list[tuple[str, bytes]]  # a record's Kafka headers
@@ -91,7 +94,12 @@ def broker_metadata(settings: KafkaSettings, timeout: float = 5.0) -> dict[str, 
 def ensure_topics(
     settings: KafkaSettings, names: Iterable[str], timeout: float = 30.0
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns the ones created."""
+    """Create the topics that do not exist yet; returns the ones created.
+
+    On a Kafka with ACLs an account sees only the topics it may describe, and
+    may create none: a topic it is not allowed to create is its owner's to
+    make (``iotpipe topics create`` as the admin), so it is logged and skipped.
+    """
     existing = broker_metadata(settings)
     wanted = [n for n in dict.fromkeys(names) if n not in existing]
     if not wanted:
@@ -114,7 +122,11 @@ def ensure_topics(
             future.result(timeout=timeout)
             created.append(name)
         except KafkaException as exc:
-            if exc.args and getattr(exc.args[0], "name", lambda: "")() == "TOPIC_ALREADY_EXISTS":
+            code = exc.args[0].name() if exc.args and hasattr(exc.args[0], "name") else ""
+            if code == "TOPIC_ALREADY_EXISTS":
+                continue
+            if code in {"TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED"}:
+                log.info("not allowed to create topic %s: left to its owner", name)
                 continue
             raise ConnectorError(f"creating topic {name}: {exc}") from exc
     return created

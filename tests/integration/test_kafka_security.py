@@ -5,7 +5,7 @@ A second broker (the stack's Kafka service, own state directory and ports,
 the stack's credentials) refuses plaintext, wrong passwords and clients that
 do not trust its CA; the ACLs let only the ingester write ``readings.*``;
 and the pipeline's own commands (ingester, flow with its Kafka and InfluxDB
-sinks, status, the dead-letter tool) run against it end to end.
+sinks, status, the dead-letter tool, the dashboard's health) run against it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,18 +27,19 @@ from confluent_kafka.admin import AdminClient
 from influxdb_client import InfluxDBClient
 from pydantic import SecretStr
 
-from ingest.ingester import Ingester
 from iotpipe.catalogue import load_catalogue
 from iotpipe.connectors.kafka import ensure_topics
 from iotpipe.credentials import Role, load_local_credentials, local_ca_file
 from iotpipe.settings import KafkaSettings, Settings, with_local_credentials
 from iotpipe.topics import KafkaTopics
+from ops.health import HealthCollector
 from ops.stack import Stack
 from ops.stack.kafka import Kafka
 from ops.stack.tls import LocalCA
 from tests.integration.pipeline import (
     Publisher,
     forget_ingest_session,
+    free_port,
     reading,
     share_credentials,
     topic_sizes,
@@ -105,6 +107,14 @@ def secure(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     broker.down()
 
 
+def subscribed(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            return "iotpipe_ingest_subscribed 1.0" in resp.read().decode()
+    except OSError:
+        return False
+
+
 def metadata(kafka: KafkaSettings) -> object:
     conf = {**kafka.client_config(), "socket.timeout.ms": 3000}
     return AdminClient(conf).list_topics(timeout=5)
@@ -162,20 +172,48 @@ def test_only_the_ingester_writes_readings(secure: Secure) -> None:
             consumer.close()
 
 
+def the_admin_tools_see_it(secure: Secure, topics: KafkaTopics) -> None:
+    """`iotpipe status`, `iotpipe dlq inspect` and the dashboard's health, as the admin."""
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "ops", *args],
+            env=secure.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    totals = {t["topic"]: t["messages"] for t in json.loads(cli("status", "--json"))["topics"]}
+    assert totals[topics.readings("temperature")] >= 40
+    cli("dlq", "inspect", "--json")
+    # The dashboard's pipeline health reads the same broker as the admin account.
+    with HealthCollector(secure.as_role("admin")) as collector:
+        health = collector.collect()
+    temperature = health.topic(topics.readings("temperature"))
+    assert temperature is not None and temperature.messages >= 40
+
+
 def test_the_pipelines_commands_run_against_it(
     secure: Secure, stack: Stack, influx: InfluxDBClient, bucket: str, unique: str
 ) -> None:
-    """MQTT -> ingester -> Kafka (SASL_SSL) -> flow -> InfluxDB and signed alerts; status."""
-    ingest = secure.as_role("ingest")
-    ingest = ingest.model_copy(
-        update={
-            "ingest": ingest.ingest.model_copy(
-                update={"instance": f"k{unique}", "metrics_port": 0, "log_interval_s": 0}
-            ),
-            "mqtt": ingest.mqtt.model_copy(update={"sites": f"k{unique}"}),
-        }
-    )
-    env = {
+    """MQTT -> ingester -> Kafka (SASL_SSL) -> flow -> InfluxDB and signed alerts; status.
+
+    Each stage is the real command, as a user starts it, with its own account.
+    """
+    state = Path(secure.base.core.state_dir)
+    metrics = free_port()
+    ingest_env = {
+        **secure.env(),
+        "IOTPIPE_INGEST_INSTANCE": f"k{unique}",
+        "IOTPIPE_INGEST_METRICS_PORT": str(metrics),
+        "IOTPIPE_INGEST_LOG_INTERVAL_S": "0",
+        "IOTPIPE_MQTT_SITES": f"k{unique}",
+    }
+    flow_env = {
         **secure.env(),
         "IOTPIPE_INFLUX_BUCKET": bucket,
         "IOTPIPE_FLOW_PRIORITY": "all",
@@ -185,17 +223,29 @@ def test_the_pipelines_commands_run_against_it(
         "IOTPIPE_FLOW_IDLE_CLOSE_S": "2",
         "IOTPIPE_FLOW_EPOCH_INTERVAL_S": "0.5",
     }
-    log = Path(secure.base.core.state_dir) / f"flow-{unique}.log"
-    with log.open("wb") as out:
-        flow = subprocess.Popen(
-            [sys.executable, "-m", "ops", "flow", "run"], env=env, stdout=out, stderr=out
-        )
-    ingester = Ingester(ingest, CATALOGUE)
-    ingester.start()
+    logs = {name: state / f"{name}-{unique}.log" for name in ("ingest", "flow")}
+    procs = {}
+    for name, argv, env in (
+        ("ingest", ["ingest"], ingest_env),
+        ("flow", ["flow", "run"], flow_env),
+    ):
+        with logs[name].open("wb") as out:
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "ops", *argv], env=env, stdout=out, stderr=out
+            )
+    flow = procs["flow"]
+
+    def tails() -> str:
+        return "\n".join(f"--- {n}:\n{p.read_text()[-3000:]}" for n, p in logs.items())
+
     pub = Publisher(stack.settings.mqtt, f"kpub-{unique}")
     device = f"kdev-{unique}"
     try:
-        assert ingester.session.connected.wait(15)
+        deadline = time.monotonic() + 60
+        while not subscribed(metrics):
+            assert time.monotonic() < deadline, f"the ingester never subscribed:\n{tails()}"
+            assert procs["ingest"].poll() is None, tails()
+            time.sleep(0.3)
         now = int(time.time() * 1000)
         for seq in range(40):  # 20 s of normal readings, then far beyond critical
             value = 21.0 if seq < 30 else 140.0
@@ -218,32 +268,30 @@ def test_the_pipelines_commands_run_against_it(
             if alerts and stored:
                 break
             time.sleep(1)
-        assert flow.poll() is None, log.read_text()[-4000:]
-        assert stored, f"nothing reached InfluxDB:\n{log.read_text()[-4000:]}"
-        assert topic_sizes(admin, [topics.alerts])[topics.alerts], log.read_text()[-4000:]
-        status = subprocess.run(
-            [sys.executable, "-m", "ops", "status", "--json"],
-            env=secure.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert status.returncode == 0, status.stderr[-3000:]
-        totals = {t["topic"]: t["messages"] for t in json.loads(status.stdout)["topics"]}
-        assert totals[topics.readings("temperature")] >= 40
-        dlq = subprocess.run(
-            [sys.executable, "-m", "ops", "dlq", "inspect", "--json"],
-            env=secure.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert dlq.returncode == 0, dlq.stderr[-3000:]
+        assert flow.poll() is None, tails()
+        assert stored, f"nothing reached InfluxDB:\n{tails()}"
+        assert topic_sizes(admin, [topics.alerts])[topics.alerts], tails()
+        the_admin_tools_see_it(secure, topics)
     finally:
         pub.close()
-        ingester.stop(timeout=15)
-        flow.terminate()
-        flow.wait(30)
-        forget_ingest_session(ingest, ingest.ingest.instance)
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(30)
+        forget_ingest_session(secure.as_role("admin"), f"k{unique}")
+
+
+def test_no_kafka_secret_in_its_logs_or_on_ps(secure: Secure) -> None:
+    local = load_local_credentials(secure.base.core.state_dir)
+    assert local is not None
+    secrets = [*local.kafka.values(), local.kafka_controller]
+    home = secure.broker.home
+    logs = [*home.glob("logs/*"), *(secure.base.core.state_dir / "run").glob("*")]
+    assert logs
+    for path in logs:
+        text = path.read_text(errors="replace")
+        assert not any(s in text for s in secrets), path
+    ps = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True, check=True)
+    ps_text = ps.stdout
+    assert "kafka.Kafka" in ps_text and not any(s in ps_text for s in secrets)
+    assert not (home / "format.args").exists()  # the argument file is gone after use
+    assert (home / "server.properties").stat().st_mode & 0o077 == 0
