@@ -35,7 +35,6 @@ class InfluxDB(Service):
         self, state_dir: Path, host: str, port: int, settings: InfluxSettings, password: str
     ) -> None:
         super().__init__(state_dir, host, port)
-        self.state_dir = state_dir
         self.settings = settings
         self._password = password  # generated on first start, like the token
 

@@ -6,7 +6,6 @@ import getpass
 import os
 import shutil
 import signal
-import ssl
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,6 @@ class Mosquitto(Service):
         cert_port: int = 0,
     ) -> None:
         super().__init__(state_dir, host, port)
-        self.state_dir = state_dir
         self.credentials = credentials
         self.auth = auth
         self.tls_port = tls_port
@@ -147,7 +145,7 @@ class Mosquitto(Service):
         client.on_connect = on_connect
         try:
             client.connect(self.host, port, keepalive=5)
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # ssl.SSLError included
             raise StackError(f"port {port}: {exc}") from exc
         client.loop_start()
         try:

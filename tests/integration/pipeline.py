@@ -35,6 +35,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_pair() -> int:
+    """A port whose successor is free too (a flow pair's metrics, Kafka's controller)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two consecutive free ports")
+
+
 class Publisher:
     """A QoS 1 device-side publisher that survives broker restarts (paho resends)."""
 

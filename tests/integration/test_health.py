@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,24 +22,12 @@ from tests.integration.pipeline import (
     Publisher,
     forget_ingest_session,
     free_port,
+    free_port_pair,
     isolated_settings,
     reading,
 )
 
 CATALOGUE = load_catalogue()
-
-
-def free_port_pair() -> int:
-    """A port whose successor is free too (the high flow serves on the normal one's + 1)."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no two consecutive free ports")
 
 
 def health_settings(base: Settings, unique: str, **ingest: object) -> Settings:

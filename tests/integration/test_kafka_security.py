@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -40,27 +39,13 @@ from tests.integration.pipeline import (
     Publisher,
     forget_ingest_session,
     free_port,
+    free_port_pair,
     reading,
     share_credentials,
     topic_sizes,
 )
 
 CATALOGUE = load_catalogue()
-
-
-def two_free_ports() -> int:
-    """A port whose successor is free too (the broker's and the controller's)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = int(a.getsockname()[1])
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no two adjacent free ports")
 
 
 @dataclass
@@ -87,7 +72,7 @@ def secure(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     LocalCA(local_ca_file(state).parent).ensure()  # as the stack does before any client
     (state / "kafka").mkdir()
     (state / "kafka" / "libs").symlink_to(stack.services["kafka"].home / "libs")  # jars once
-    port = two_free_ports()
+    port = free_port_pair()
     kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", security_protocol="SASL_SSL")
     base = stack.settings.model_copy(
         update={
